@@ -1,0 +1,10 @@
+//! passport: a credential-vending sidecar for IRSA.
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod credentials;
+pub mod metrics;
+pub mod refresh;
+pub mod secret;
+pub mod sts;
+pub mod token;
