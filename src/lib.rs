@@ -1,10 +1,49 @@
 //! passport: a credential-vending sidecar for IRSA.
+//!
+//! A pod proves who it is with a projected service-account JWT (its passport); passport
+//! exchanges it with STS `AssumeRoleWithWebIdentity` and serves the temporary credentials
+//! on localhost over the protocols every SDK already speaks.
+//!
+//! # Data flow
+//!
+//! ```text
+//! token file ──► sts (AssumeRoleWithWebIdentity) ──► refresh ──► ArcSwap<Snapshot>
+//!   ▲ re-read every attempt                          │ schedule, jitter,   │ load()
+//!   │                                                │ backoff, readiness  ▼
+//! kubelet rotates                                    ▼              server: container,
+//!                                               metrics, logs       IMDS, admin
+//! ```
+//!
+//! One writer (the refresher), many lock-free readers (the handlers). Handlers never call
+//! STS and never parse the token: the snapshot carries the response bodies already rendered.
+//!
+//! # Layout
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | clap flags (each with an env var) → validated configs, every error at once |
+//! | [`token`] | reading the web-identity token file; unverified claims for logs |
+//! | [`sts`] | the `CredentialSource` trait, the aws-sdk-sts client, error classification |
+//! | [`refresh`] | when to refresh, backoff, the last good snapshot, readiness |
+//! | [`credentials`] | `Credentials`, the served `Snapshot` with pre-rendered bodies |
+//! | [`server`] | listeners, limits, Host check, drain; container, IMDS and admin handlers |
+//! | [`auth`] | the client auth token: generation, atomic file, constant-time compare |
+//! | [`sidecar`] | wiring refresher + server, the shutdown sequence |
+//! | [`metrics`] | Prometheus counters and histogram on atomics |
+//! | [`clock`] | injected wall/monotonic time; `Expiration` formatting |
+//! | [`secret`] | `Secret`: redacted in `Debug`, zeroed on drop |
+//! | [`commands`] | `serve`, `exec` and the other subcommands |
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod clock;
+pub mod commands;
+pub mod config;
 pub mod credentials;
 pub mod metrics;
 pub mod refresh;
 pub mod secret;
+pub mod server;
+pub mod sidecar;
 pub mod sts;
 pub mod token;
