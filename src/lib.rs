@@ -29,6 +29,7 @@
 //! | [`server`] | listeners, limits, Host check, drain; container, IMDS and admin handlers |
 //! | [`auth`] | the client auth token: generation, atomic file, constant-time compare |
 //! | [`sidecar`] | wiring refresher + server, the shutdown sequence |
+//! | [`logging`] | tracing setup; the AWS SDK held at INFO so it cannot log secrets |
 //! | [`metrics`] | Prometheus counters and histogram on atomics |
 //! | [`clock`] | injected wall/monotonic time; `Expiration` formatting |
 //! | [`secret`] | `Secret`: redacted in `Debug`, zeroed on drop |
@@ -40,6 +41,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod credentials;
+pub mod logging;
 pub mod metrics;
 pub mod refresh;
 pub mod secret;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use clap::error::ErrorKind;
 use passport::commands::{self, EXIT_USAGE};
-use passport::config::{Cli, Command, ExecConfig, LogArgs, LogFormat, ServeConfig};
+use passport::config::{Cli, Command, ExecConfig, ServeConfig};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -19,8 +19,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    if let Err(e) = init_tracing(&cli.log) {
-        eprintln!("invalid configuration (1 problem):\n  - --log-level: {e}");
+    if let Err(e) = passport::logging::init(cli.log.log_format, &cli.log.log_level) {
+        eprintln!("invalid configuration (1 problem):\n  - --log-level {e}");
         return ExitCode::from(EXIT_USAGE);
     }
     let env = |name: &str| std::env::var(name).ok().or_else(|| fallback_env(name));
@@ -51,17 +51,4 @@ fn fallback_env(name: &str) -> Option<String> {
         .then(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
         .flatten()
         .map(|h| h.trim().to_owned())
-}
-
-fn init_tracing(log: &LogArgs) -> Result<(), String> {
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(&log.log_level).map_err(|e| e.to_string())?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match log.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
-    Ok(())
 }

@@ -30,13 +30,15 @@ use tracing::{debug, error, info, warn};
 use crate::clock::{Clock, format_rfc3339_seconds};
 use crate::credentials::{Served, Snapshot, error_body};
 use crate::metrics::Metrics;
-use crate::sts::{AssumeRoleRequest, CredentialSource, ErrorClass, SourceError};
+use crate::sts::{AssumeRoleRequest, CredentialSource, ErrorClass, SourceError, scrub};
 use crate::token::read_token_file;
 
 /// Served credentials keep at least this long in hand at refresh time (longer sessions).
 pub const KEEP_IN_HAND: Duration = Duration::from_secs(20 * 60);
 /// Clients refetch on every call below this much time left (botocore's advisory window).
 pub const CLIENT_REFRESH_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// How often a sleeping refresher checks that the clocks still agree with its schedule.
+const CLOCK_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 /// Never refresh more often than this, whatever STS returns.
 pub const MIN_REFRESH_DELAY: Duration = Duration::from_secs(5);
 
@@ -156,11 +158,15 @@ impl Refresher {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut first = true;
         let mut failures = 0u32;
+        // Below this much servable time, refresh at once whatever the schedule said: only a
+        // wall clock stepped forward gets here while STS is healthy.
+        let mut urgent_below = Duration::ZERO;
         loop {
             let delay = match self.refresh_once().await {
                 Outcome::Refreshed { lifetime } => {
                     failures = 0;
                     let delay = refresh_delay(lifetime, first, &mut self.rng);
+                    urgent_below = CLIENT_REFRESH_WINDOW.min(minimum_time_left(lifetime) / 2);
                     first = false;
                     info!(
                         next_refresh_in_s = delay.as_secs(),
@@ -185,10 +191,30 @@ impl Refresher {
                     delay
                 }
             };
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shutdown.cancelled() => return,
+            let wake_at = Instant::now() + delay;
+            while Instant::now() < wake_at {
+                let nap = (wake_at - Instant::now()).min(CLOCK_CHECK_INTERVAL);
+                tokio::select! {
+                    _ = tokio::time::sleep(nap) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                if self.needs_refresh_now(urgent_below) {
+                    warn!(
+                        "served credentials are closer to expiry than scheduled (wall clock stepped?); refreshing now"
+                    );
+                    break;
+                }
             }
+        }
+    }
+
+    fn needs_refresh_now(&self, urgent_below: Duration) -> bool {
+        let snapshot = self.shared.snapshot.load();
+        match &snapshot.served {
+            Some(served) => served
+                .servable_for(&*self.shared.clock)
+                .is_none_or(|left| left < urgent_below),
+            None => false,
         }
     }
 
@@ -224,7 +250,9 @@ impl Refresher {
         let metrics = &self.shared.metrics;
         let creds = match result {
             Ok(Ok(creds)) => creds,
-            Ok(Err(err)) => {
+            Ok(Err(mut err)) => {
+                // Sources scrub their own messages; do it again before anything is logged or served.
+                err.message = scrub(&err.message, request.web_identity_token.expose());
                 metrics.record_refresh_failure(err.class, &err.code, Some(latency));
                 return Outcome::Failed(err);
             }

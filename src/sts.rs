@@ -75,7 +75,8 @@ impl ErrorClass {
             | "ValidationError"
             | "InvalidParameterValue" => ErrorClass::Permanent,
             _ => match status {
-                Some(s) if s >= 500 => ErrorClass::Transient,
+                // 5xx, or a 2xx whose body could not be parsed (truncated, not XML).
+                Some(s) if !(400..500).contains(&s) => ErrorClass::Transient,
                 Some(429) => ErrorClass::Throttled,
                 Some(_) => ErrorClass::Permanent,
                 None => ErrorClass::Transient,
@@ -202,6 +203,14 @@ where
         SdkError::ServiceError(ctx) => {
             let meta = ctx.err().meta();
             let status = Some(ctx.raw().status().as_u16());
+            if status < Some(400) {
+                // A success status with a body the SDK could not read as a response.
+                return SourceError::new(
+                    ErrorClass::Transient,
+                    "MalformedResponse",
+                    "STS answered with a response that could not be parsed",
+                );
+            }
             let code = meta.code().unwrap_or("Unknown");
             let message = meta.message().unwrap_or("no message");
             SourceError::new(
@@ -307,6 +316,7 @@ mod tests {
         assert_eq!(ErrorClass::from_code("Whatever", Some(429)), Throttled);
         assert_eq!(ErrorClass::from_code("Whatever", Some(400)), Permanent);
         assert_eq!(ErrorClass::from_code("Whatever", None), Transient);
+        assert_eq!(ErrorClass::from_code("Unknown", Some(200)), Transient);
     }
 
     #[test]

@@ -1,0 +1,362 @@
+//! Shared test fixtures: an in-process fake STS (`FakeSts`, a `CredentialSource`), direct
+//! handler calls, and a log capture.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::header::AUTHORIZATION;
+use hyper::{Request, StatusCode};
+use passport::clock::Clock;
+use passport::credentials::Credentials;
+use passport::refresh::RefreshSettings;
+use passport::secret::Secret;
+use passport::server::App;
+use passport::sts::{AssumeRoleRequest, BoxFuture, CredentialSource, ErrorClass, SourceError};
+
+pub const ROLE_ARN: &str = "arn:aws:iam::111122223333:role/app";
+/// 2026-01-01T00:00:00Z
+pub const START: u64 = 1_767_225_600;
+
+pub fn start_time() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(START)
+}
+
+/// What the fake does on a call.
+#[derive(Clone, Debug)]
+pub enum Behaviour {
+    Issue,
+    Fail(SourceError),
+    /// Issue credentials that expire this long from now (ignoring the lifetime).
+    IssueExpiringIn(Duration),
+    /// Never answer (the refresher's timeout must fire).
+    Hang,
+}
+
+pub struct FakeSts {
+    clock: Arc<dyn Clock>,
+    pub lifetime: Mutex<Duration>,
+    pub script: Mutex<VecDeque<Behaviour>>,
+    pub default: Mutex<Behaviour>,
+    calls: AtomicU64,
+    pub tokens_seen: Mutex<Vec<String>>,
+    pub issued: Mutex<Vec<Credentials>>,
+}
+
+impl FakeSts {
+    pub fn new(clock: Arc<dyn Clock>) -> Arc<Self> {
+        Arc::new(Self {
+            clock,
+            lifetime: Mutex::new(Duration::from_secs(3600)),
+            script: Mutex::new(VecDeque::new()),
+            default: Mutex::new(Behaviour::Issue),
+            calls: AtomicU64::new(0),
+            tokens_seen: Mutex::new(Vec::new()),
+            issued: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    pub fn set_default(&self, b: Behaviour) {
+        *self.default.lock().unwrap() = b;
+    }
+
+    pub fn push(&self, b: Behaviour) {
+        self.script.lock().unwrap().push_back(b);
+    }
+
+    pub fn last_issued(&self) -> Credentials {
+        self.issued
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("something was issued")
+    }
+
+    fn issue(&self, n: u64, expiration: SystemTime) -> Credentials {
+        let creds = Credentials {
+            access_key_id: format!("ASIAFAKE{n:012}"),
+            secret_access_key: Secret::new(format!("PLANTED-SECRET-KEY-{n:04}-wJalrXUtnFEMI")),
+            session_token: Secret::new(format!("PLANTED-SESSION-TOKEN-{n:04}-FwoGZXIvYXdz")),
+            expiration,
+            assumed_role_arn: Some(
+                "arn:aws:sts::111122223333:assumed-role/app/test-session".into(),
+            ),
+        };
+        self.issued.lock().unwrap().push(creds.clone());
+        creds
+    }
+}
+
+pub fn error(class: ErrorClass, code: &str) -> SourceError {
+    SourceError::new(class, code, format!("fake {code}"))
+}
+
+impl CredentialSource for FakeSts {
+    fn assume_role<'a>(
+        &'a self,
+        request: &'a AssumeRoleRequest,
+    ) -> BoxFuture<'a, Result<Credentials, SourceError>> {
+        Box::pin(async move {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            self.tokens_seen
+                .lock()
+                .unwrap()
+                .push(request.web_identity_token.expose().to_owned());
+            let behaviour = self
+                .script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(|| self.default.lock().unwrap().clone());
+            match behaviour {
+                Behaviour::Issue => {
+                    let lifetime = *self.lifetime.lock().unwrap();
+                    Ok(self.issue(n, self.clock.wall() + lifetime))
+                }
+                Behaviour::IssueExpiringIn(d) => Ok(self.issue(n, self.clock.wall() + d)),
+                Behaviour::Fail(e) => Err(e),
+                Behaviour::Hang => std::future::pending().await,
+            }
+        })
+    }
+}
+
+/// A token file holding a well-formed (unsigned) JWT for `sub`.
+pub fn write_token(dir: &Path, sub: &str) -> PathBuf {
+    let path = dir.join("token");
+    let jwt = passport::token::test_jwt(&serde_json::json!({
+        "iss": "https://oidc.example", "sub": sub, "aud": "sts.amazonaws.com", "exp": 4_000_000_000u64
+    }));
+    std::fs::write(&path, jwt).unwrap();
+    path
+}
+
+pub fn refresh_settings(token_file: PathBuf) -> RefreshSettings {
+    RefreshSettings {
+        role_arn: ROLE_ARN.into(),
+        session_name: "test-session".into(),
+        duration_seconds: 3600,
+        token_file,
+        attempt_timeout: Duration::from_secs(10),
+    }
+}
+
+pub const AUTH: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// Call the container handler directly (no socket), as a client with `auth` would.
+pub async fn fetch(app: &App, auth: Option<&str>) -> Reply {
+    let mut req = Request::builder().uri("/v1/credentials");
+    if let Some(auth) = auth {
+        req = req.header(AUTHORIZATION, auth);
+    }
+    let response = passport::server::container::handle(app, &req.body(()).unwrap());
+    let (parts, body) = response.into_parts();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+pub async fn admin(app: &App, path: &str) -> Reply {
+    let req = Request::builder().uri(path).body(()).unwrap();
+    let response = passport::server::admin::handle(app, &req);
+    let (parts, body) = response.into_parts();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+/// Parse `YYYY-MM-DDTHH:MM:SSZ` (the only shape passport serves).
+pub fn parse_expiration(s: &str) -> SystemTime {
+    assert_eq!(s.len(), 20, "{s}");
+    assert!(s.ends_with('Z') && &s[10..11] == "T", "{s}");
+    let n = |r: std::ops::Range<usize>| s[r].parse::<i64>().unwrap();
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    // Days from civil (Howard Hinnant).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19);
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs as u64)
+}
+
+/// A `MakeWriter` that keeps everything written, for scanning logs.
+#[derive(Clone, Default)]
+pub struct LogCapture(pub Arc<Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
+    type Writer = LogCapture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::builder().method(method).uri(path);
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req = req.header("host", addr.to_string());
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let response = sender
+        .send_request(req.body(http_body_util::Empty::<Bytes>::new()).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+/// A stand-in STS speaking the Query API's XML, answering from a script; for tests that
+/// need the real aws-sdk-sts client on the other end.
+pub struct StsStub {
+    pub url: String,
+    pub requests: Arc<Mutex<Vec<String>>>,
+    pub script: Arc<Mutex<VecDeque<(u16, String)>>>,
+}
+
+pub fn success_xml(
+    access_key_id: &str,
+    secret: &str,
+    session_token: &str,
+    expiration: &str,
+) -> String {
+    format!(
+        r#"<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleWithWebIdentityResult>
+    <SubjectFromWebIdentityToken>system:serviceaccount:ns:app</SubjectFromWebIdentityToken>
+    <Audience>sts.amazonaws.com</Audience>
+    <AssumedRoleUser>
+      <Arn>arn:aws:sts::111122223333:assumed-role/app/test-session</Arn>
+      <AssumedRoleId>AROAEXAMPLEID:test-session</AssumedRoleId>
+    </AssumedRoleUser>
+    <Credentials>
+      <SessionToken>{session_token}</SessionToken>
+      <SecretAccessKey>{secret}</SecretAccessKey>
+      <Expiration>{expiration}</Expiration>
+      <AccessKeyId>{access_key_id}</AccessKeyId>
+    </Credentials>
+    <Provider>oidc.example</Provider>
+  </AssumeRoleWithWebIdentityResult>
+  <ResponseMetadata><RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ResponseMetadata>
+</AssumeRoleWithWebIdentityResponse>"#
+    )
+}
+
+pub fn error_xml(code: &str, message: &str) -> String {
+    format!(
+        r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>r-1</RequestId></ErrorResponse>"#
+    )
+}
+
+impl StsStub {
+    pub async fn start(default: (u16, String)) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(VecDeque::new()));
+        let (req_log, script_c) = (requests.clone(), script.clone());
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let (req_log, script, default) =
+                    (req_log.clone(), script_c.clone(), default.clone());
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let (req_log, script, default) =
+                            (req_log.clone(), script.clone(), default.clone());
+                        async move {
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            req_log
+                                .lock()
+                                .unwrap()
+                                .push(String::from_utf8_lossy(&body).into_owned());
+                            let (status, text) =
+                                script.lock().unwrap().pop_front().unwrap_or(default);
+                            let mut response =
+                                hyper::Response::new(http_body_util::Full::new(Bytes::from(text)));
+                            *response.status_mut() = StatusCode::from_u16(status).unwrap();
+                            response
+                                .headers_mut()
+                                .insert("content-type", "text/xml".parse().unwrap());
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+            }
+        });
+        Self {
+            url,
+            requests,
+            script,
+        }
+    }
+
+    pub fn push(&self, status: u16, body: String) {
+        self.script.lock().unwrap().push_back((status, body));
+    }
+}

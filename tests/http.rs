@@ -1,0 +1,305 @@
+//! The sidecar over real loopback sockets: routing, statuses, Host check, the cache under
+//! concurrency, the drain on shutdown, and the real aws-sdk-sts client against a stub.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use hyper::StatusCode;
+use passport::clock::SystemClock;
+use passport::secret::Secret;
+use passport::server::ServerSettings;
+use passport::sidecar::{Shutdown, Sidecar};
+use passport::sts::{StsSettings, StsSource};
+use tokio_util::sync::CancellationToken;
+
+fn settings() -> ServerSettings {
+    ServerSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+        auth_token: Secret::new(AUTH),
+        max_connections: 4096,
+        header_read_timeout: Duration::from_secs(5),
+    }
+}
+
+struct Running {
+    sidecar_addr: std::net::SocketAddr,
+    admin_addr: std::net::SocketAddr,
+    stop: CancellationToken,
+    done: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(source: Arc<dyn passport::sts::CredentialSource>, shutdown: Shutdown) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let token = write_token(dir.path(), "system:serviceaccount:ns:app");
+    let sidecar = Sidecar::bind(
+        refresh_settings(token),
+        settings(),
+        source,
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let (sidecar_addr, admin_addr) = (sidecar.local_addr(), sidecar.admin_addr().unwrap());
+    let shared = sidecar.shared();
+    let stop = CancellationToken::new();
+    let done = tokio::spawn(sidecar.run(stop.clone(), shutdown));
+    tokio::time::timeout(Duration::from_secs(10), shared.first_credentials())
+        .await
+        .expect("ready");
+    Running {
+        sidecar_addr,
+        admin_addr,
+        stop,
+        done,
+        _dir: dir,
+    }
+}
+
+const QUICK: Shutdown = Shutdown {
+    drain_delay: Duration::ZERO,
+    timeout: Duration::from_secs(1),
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_fetches_make_no_extra_sts_calls() {
+    let sts = FakeSts::new(Arc::new(SystemClock));
+    let r = start(sts.clone(), QUICK).await;
+    assert_eq!(sts.calls(), 1);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..1000 {
+        let addr = r.sidecar_addr;
+        tasks.spawn(async move {
+            http(addr, "GET", "/v1/credentials", &[("authorization", AUTH)]).await
+        });
+    }
+    let mut bodies = std::collections::HashSet::new();
+    while let Some(reply) = tasks.join_next().await {
+        let reply = reply.unwrap();
+        assert_eq!(reply.status, StatusCode::OK);
+        bodies.insert(reply.body);
+    }
+    assert_eq!(bodies.len(), 1, "every client got the same rendered body");
+    assert_eq!(sts.calls(), 1, "fetches never reach STS");
+    let metrics = http(r.admin_addr, "GET", "/metrics", &[]).await;
+    assert!(
+        String::from_utf8_lossy(&metrics.body)
+            .contains("passport_http_requests_total{status=\"200\"} 1000")
+    );
+    r.stop.cancel();
+    r.done.await.unwrap();
+}
+
+#[tokio::test]
+async fn routing_methods_and_host_check() {
+    let sts = FakeSts::new(Arc::new(SystemClock));
+    let r = start(sts.clone(), QUICK).await;
+    let a = r.sidecar_addr;
+    let auth = [("authorization", AUTH)];
+
+    let ok = http(a, "GET", "/v1/credentials?ignored=1", &auth).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(ok.headers["content-type"], "application/json");
+    let head = http(a, "HEAD", "/v1/credentials", &auth).await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.body.is_empty());
+    assert_eq!(head.headers["content-length"], ok.body.len().to_string());
+
+    let post = http(a, "POST", "/v1/credentials", &auth).await;
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(post.headers["allow"], "GET, HEAD");
+    let missing = http(a, "GET", "/nope", &auth).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.json()["Code"], "NotFound");
+
+    // DNS rebinding: a foreign Host is refused even with the right token.
+    let rebound = http(
+        a,
+        "GET",
+        "/v1/credentials",
+        &[("authorization", AUTH), ("host", "evil.example:9911")],
+    )
+    .await;
+    assert_eq!(rebound.status, StatusCode::FORBIDDEN);
+    assert_eq!(rebound.json()["Code"], "InvalidHost");
+    let local = http(
+        a,
+        "GET",
+        "/v1/credentials",
+        &[("authorization", AUTH), ("host", "localhost")],
+    )
+    .await;
+    assert_eq!(local.status, StatusCode::OK);
+
+    // The admin listener never serves credentials.
+    let admin_creds = http(r.admin_addr, "GET", "/v1/credentials", &auth).await;
+    assert_eq!(admin_creds.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        http(r.admin_addr, "GET", "/healthz", &[]).await.status,
+        StatusCode::OK
+    );
+    let ready = http(r.admin_addr, "GET", "/readyz", &[]).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.json()["status"], "ready");
+    assert!(!String::from_utf8_lossy(&ready.body).contains("ASIA"));
+    r.stop.cancel();
+    r.done.await.unwrap();
+}
+
+#[tokio::test]
+async fn keeps_serving_during_the_drain_delay_then_stops() {
+    let sts = FakeSts::new(Arc::new(SystemClock));
+    // A long drain: the assertion does not depend on timing, only on order.
+    let r = start(
+        sts.clone(),
+        Shutdown {
+            drain_delay: Duration::from_secs(30),
+            timeout: Duration::from_secs(1),
+        },
+    )
+    .await;
+    r.stop.cancel();
+    tokio::task::yield_now().await;
+    let during = http(
+        r.sidecar_addr,
+        "GET",
+        "/v1/credentials",
+        &[("authorization", AUTH)],
+    )
+    .await;
+    assert_eq!(
+        during.status,
+        StatusCode::OK,
+        "the application may still need credentials while shutting down"
+    );
+    assert!(!r.done.is_finished());
+    r.done.abort();
+}
+
+#[tokio::test]
+async fn shutdown_lets_open_connections_finish_and_closes_the_listener() {
+    let sts = FakeSts::new(Arc::new(SystemClock));
+    let r = start(sts.clone(), QUICK).await;
+    // An idle keep-alive connection must not hold the shutdown hostage.
+    let stream = tokio::net::TcpStream::connect(r.sidecar_addr)
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = hyper::Request::get("/v1/credentials")
+        .header("authorization", AUTH)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    assert_eq!(
+        sender.send_request(req).await.unwrap().status(),
+        StatusCode::OK
+    );
+    r.stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), r.done)
+        .await
+        .expect("stopped promptly")
+        .unwrap();
+    // The server closed the idle connection gracefully.
+    tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .expect("connection closed")
+        .unwrap()
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(r.sidecar_addr)
+            .await
+            .is_err(),
+        "listener closed"
+    );
+}
+
+#[tokio::test]
+async fn the_real_sts_client_parses_credentials_and_classifies_errors() {
+    let expiration = passport::clock::format_rfc3339_seconds(
+        std::time::SystemTime::now() + Duration::from_secs(3600),
+    );
+    let stub = StsStub::start((
+        200,
+        success_xml(
+            "ASIASTUB000000000001",
+            "stub/secret+key",
+            "stub-session-token",
+            &expiration,
+        ),
+    ))
+    .await;
+    stub.push(
+        400,
+        error_xml(
+            "InvalidIdentityToken",
+            "Couldn't retrieve verification key from your identity provider",
+        ),
+    );
+    stub.push(400, error_xml("Throttling", "Rate exceeded"));
+    stub.push(503, "<html>service unavailable</html>".into());
+    stub.push(200, "<AssumeRoleWithWebIdentityResponse><truncated".into());
+    stub.push(
+        403,
+        error_xml(
+            "AccessDenied",
+            "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+        ),
+    );
+    let source = StsSource::new(&StsSettings {
+        region: "us-east-1".into(),
+        endpoint: Some(stub.url.clone()),
+        connect_timeout: Duration::from_secs(2),
+        attempt_timeout: Duration::from_secs(5),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let token = passport::token::read_token_file(&write_token(dir.path(), "sub")).unwrap();
+    let request = passport::sts::AssumeRoleRequest {
+        role_arn: ROLE_ARN.into(),
+        session_name: "test-session".into(),
+        web_identity_token: token.jwt.clone(),
+        duration_seconds: 3600,
+    };
+    use passport::sts::{CredentialSource, ErrorClass::*};
+    let expect = [
+        (TokenRejected, "InvalidIdentityToken"),
+        (Throttled, "Throttling"),
+        (Transient, ""),
+        (Transient, "MalformedResponse"),
+        (Permanent, "AccessDenied"),
+    ];
+    for (class, code) in expect {
+        let err = source.assume_role(&request).await.unwrap_err();
+        assert_eq!(err.class, class, "{err}");
+        if !code.is_empty() {
+            assert_eq!(err.code, code);
+        }
+    }
+    let creds = source.assume_role(&request).await.unwrap();
+    assert_eq!(creds.access_key_id, "ASIASTUB000000000001");
+    assert_eq!(creds.secret_access_key.expose(), "stub/secret+key");
+    assert_eq!(creds.session_token.expose(), "stub-session-token");
+    assert_eq!(
+        passport::clock::format_rfc3339_seconds(creds.expiration),
+        expiration
+    );
+    assert_eq!(creds.account_id(), Some("111122223333"));
+
+    // What went over the wire: the unsigned Query API call with our parameters.
+    let sent = stub.requests.lock().unwrap().last().unwrap().clone();
+    let params: std::collections::HashMap<String, String> = form_urlencoded::parse(sent.as_bytes())
+        .into_owned()
+        .collect();
+    assert_eq!(params["Action"], "AssumeRoleWithWebIdentity");
+    assert_eq!(params["Version"], "2011-06-15");
+    assert_eq!(params["RoleArn"], ROLE_ARN);
+    assert_eq!(params["RoleSessionName"], "test-session");
+    assert_eq!(params["DurationSeconds"], "3600");
+    assert_eq!(params["WebIdentityToken"], token.jwt.expose());
+}
