@@ -154,7 +154,7 @@ async fn sts_outage_serves_valid_credentials_then_503_never_expired_then_recover
         (3530..3545).contains(&served_until),
         "last 200 at {served_until}s"
     );
-    assert_eq!(h.app.shared.is_ready(), false);
+    assert!(!h.app.shared.is_ready());
     assert_eq!(
         admin(&h.app, "/readyz").await.status,
         StatusCode::SERVICE_UNAVAILABLE
