@@ -204,7 +204,7 @@ async fn accept_loop(
 fn dispatch(app: &App, route: Route, req: Request<Incoming>) -> Response<Body> {
     let response = match route {
         Route::Credentials => {
-            if !host_allowed(req.headers().get(HOST)) {
+            if !request_host_allowed(&req) {
                 error(StatusCode::FORBIDDEN, &FOREIGN_HOST)
             } else if req.uri().path() == container::PATH {
                 container::handle(app, &req)
@@ -220,6 +220,22 @@ fn dispatch(app: &App, route: Route, req: Request<Incoming>) -> Response<Body> {
             .record_request(response.status().as_u16());
     }
     response
+}
+
+/// The Host header (exactly one, or none) and an absolute-form target's authority must
+/// both pass `host_allowed`.
+fn request_host_allowed<B>(req: &Request<B>) -> bool {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let (first, second) = (hosts.next(), hosts.next());
+    if second.is_some() || !host_allowed(first) {
+        return false;
+    }
+    match req.uri().authority() {
+        Some(authority) => {
+            HeaderValue::from_str(authority.as_str()).is_ok_and(|a| host_allowed(Some(&a)))
+        }
+        None => true,
+    }
 }
 
 /// DNS-rebinding defence: a browser tricked into calling us sends the attacker's host name.
