@@ -43,6 +43,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run a command with credentials from passport (local development, like `aws-vault exec`).
     Exec(ExecArgs),
+    /// Print the IAM role trust policy that lets exactly one service account assume the role.
+    TrustPolicy(crate::trust::TrustPolicyArgs),
 }
 
 #[derive(Debug, Clone, Args)]

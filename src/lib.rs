@@ -33,6 +33,7 @@
 //! | [`metrics`] | Prometheus counters and histogram on atomics |
 //! | [`clock`] | injected wall/monotonic time; `Expiration` formatting |
 //! | [`secret`] | `Secret`: redacted in `Debug`, zeroed on drop |
+//! | [`trust`] | IRSA role trust policies: generating one, explaining a refusal |
 //! | [`commands`] | `serve`, `exec` and the other subcommands |
 #![forbid(unsafe_code)]
 
@@ -49,3 +50,4 @@ pub mod server;
 pub mod sidecar;
 pub mod sts;
 pub mod token;
+pub mod trust;

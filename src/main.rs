@@ -37,6 +37,13 @@ fn main() -> ExitCode {
             Ok(config) => runtime.block_on(commands::exec::run(config)),
             Err(e) => usage(e),
         },
+        Command::TrustPolicy(args) => match passport::trust::render(&args) {
+            Ok(policy) => {
+                print!("{policy}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => usage(e),
+        },
     }
 }
 

@@ -265,6 +265,11 @@ where
     }
 }
 
+/// An SDK error and its sources on one line (for errors with no STS error code).
+pub fn describe_sdk_error(err: &(dyn std::error::Error + 'static)) -> String {
+    error_chain(Some(err))
+}
+
 fn error_chain(err: Option<&(dyn std::error::Error + 'static)>) -> String {
     let mut out = String::new();
     let mut next = err;

@@ -1,0 +1,180 @@
+//! Role trust policies for IRSA: `passport trust-policy` writes the one that lets exactly
+//! one service account assume a role, and `passport check --trust-policy` explains, with
+//! the emulator's evaluator, whether a given token would be accepted and what refuses it.
+
+use serde_json::json;
+
+use crate::config::ConfigErrors;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrustPolicyArgs {
+    /// The cluster's OIDC issuer URL (e.g. https://oidc.eks.us-east-1.amazonaws.com/id/ABC).
+    #[arg(long, conflicts_with = "oidc_provider_arn")]
+    pub issuer: Option<String>,
+    /// The IAM OIDC provider ARN, instead of --issuer and --account-id.
+    #[arg(long)]
+    pub oidc_provider_arn: Option<String>,
+    /// The AWS account that owns the role and the OIDC provider.
+    #[arg(long)]
+    pub account_id: Option<String>,
+    /// Kubernetes namespace of the service account.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Kubernetes service account name.
+    #[arg(long)]
+    pub service_account: Option<String>,
+    /// Token audience STS should require.
+    #[arg(long, default_value = "sts.amazonaws.com")]
+    pub audience: String,
+}
+
+/// `https://oidc.example/id/X` -> `oidc.example/id/X`, the form IAM uses in ARNs and
+/// condition keys.
+pub fn provider_path(issuer: &str) -> &str {
+    issuer
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+}
+
+/// The trust policy JSON, or every problem with the arguments.
+pub fn render(args: &TrustPolicyArgs) -> Result<String, ConfigErrors> {
+    let mut problems = Vec::new();
+    let provider_arn = match (&args.issuer, &args.oidc_provider_arn, &args.account_id) {
+        (_, Some(arn), _) => {
+            if arn.starts_with("arn:aws") && arn.contains(":oidc-provider/") {
+                Some(arn.clone())
+            } else {
+                problems.push(format!("--oidc-provider-arn {arn:?}: expected arn:aws:iam::ACCOUNT:oidc-provider/HOST/PATH"));
+                None
+            }
+        }
+        (Some(issuer), None, Some(account)) => {
+            if !issuer.starts_with("https://") {
+                problems.push(format!(
+                    "--issuer {issuer:?}: IAM OIDC providers are https:// URLs"
+                ));
+            }
+            if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+                problems.push(format!("--account-id {account:?}: expected 12 digits"));
+            }
+            Some(format!(
+                "arn:aws:iam::{account}:oidc-provider/{}",
+                provider_path(issuer)
+            ))
+        }
+        (Some(_), None, None) => {
+            problems.push("--account-id is required with --issuer".into());
+            None
+        }
+        (None, None, _) => {
+            problems.push("--issuer (with --account-id) or --oidc-provider-arn is required".into());
+            None
+        }
+    };
+    let k8s_name = |flag: &str, value: &Option<String>, problems: &mut Vec<String>| match value {
+        Some(v)
+            if !v.is_empty()
+                && v.len() <= 253
+                && v.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                }) =>
+        {
+            Some(v.clone())
+        }
+        Some(v) => {
+            problems.push(format!(
+                "{flag} {v:?}: not a Kubernetes name (lowercase letters, digits, '-', '.')"
+            ));
+            None
+        }
+        None => {
+            problems.push(format!("{flag} is required"));
+            None
+        }
+    };
+    let namespace = k8s_name("--namespace", &args.namespace, &mut problems);
+    let service_account = k8s_name("--service-account", &args.service_account, &mut problems);
+    if !problems.is_empty() {
+        return Err(ConfigErrors(problems));
+    }
+    let (provider_arn, namespace, service_account) = (
+        provider_arn.expect("checked"),
+        namespace.expect("checked"),
+        service_account.expect("checked"),
+    );
+    let path = provider_arn
+        .split_once(":oidc-provider/")
+        .map(|(_, p)| p)
+        .unwrap_or_default();
+    let policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Federated": provider_arn },
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {
+                "StringEquals": {
+                    format!("{path}:sub"): format!("system:serviceaccount:{namespace}:{service_account}"),
+                    format!("{path}:aud"): args.audience,
+                }
+            }
+        }]
+    });
+    Ok(serde_json::to_string_pretty(&policy).expect("JSON renders") + "\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> TrustPolicyArgs {
+        TrustPolicyArgs {
+            issuer: Some("https://oidc.eks.us-east-1.amazonaws.com/id/ABC123".into()),
+            oidc_provider_arn: None,
+            account_id: Some("111122223333".into()),
+            namespace: Some("payments".into()),
+            service_account: Some("api".into()),
+            audience: "sts.amazonaws.com".into(),
+        }
+    }
+
+    #[test]
+    fn renders_the_eks_shaped_policy() {
+        let v: serde_json::Value = serde_json::from_str(&render(&args()).unwrap()).unwrap();
+        let st = &v["Statement"][0];
+        assert_eq!(
+            st["Principal"]["Federated"],
+            "arn:aws:iam::111122223333:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC123"
+        );
+        assert_eq!(
+            st["Condition"]["StringEquals"]["oidc.eks.us-east-1.amazonaws.com/id/ABC123:sub"],
+            "system:serviceaccount:payments:api"
+        );
+        assert_eq!(
+            st["Condition"]["StringEquals"]["oidc.eks.us-east-1.amazonaws.com/id/ABC123:aud"],
+            "sts.amazonaws.com"
+        );
+        let mut by_arn = args();
+        by_arn.issuer = None;
+        by_arn.account_id = None;
+        by_arn.oidc_provider_arn = Some(
+            "arn:aws:iam::111122223333:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC123"
+                .into(),
+        );
+        assert_eq!(render(&by_arn).unwrap(), render(&args()).unwrap());
+    }
+
+    #[test]
+    fn reports_every_problem() {
+        let bad = TrustPolicyArgs {
+            issuer: Some("http://x".into()),
+            oidc_provider_arn: None,
+            account_id: Some("12".into()),
+            namespace: Some("Bad_NS".into()),
+            service_account: None,
+            audience: "sts.amazonaws.com".into(),
+        };
+        assert_eq!(render(&bad).unwrap_err().0.len(), 4);
+    }
+}
