@@ -179,7 +179,6 @@ pub struct ServeConfig {
     pub max_connections: usize,
     pub drain_delay: Duration,
     pub shutdown_timeout: Duration,
-    pub print_env: bool,
 }
 
 /// Validated settings for `exec`.
@@ -321,7 +320,6 @@ impl ServeConfig {
         };
         let auth_token_file = match &args.auth_token_file {
             Some(path) if !path.as_os_str().is_empty() => Some(path.clone()),
-            _ if args.print_env => Some(PathBuf::from("/path/to/auth-token")),
             _ => {
                 problems.push(
                     "--auth-token-file (PASSPORT_AUTH_TOKEN_FILE) is required: passport writes the client auth token there"
@@ -363,8 +361,35 @@ impl ServeConfig {
             max_connections: max_connections.expect("no problems") as usize,
             drain_delay: drain_delay.expect("no problems"),
             shutdown_timeout: shutdown_timeout.expect("no problems"),
-            print_env: args.print_env,
         })
+    }
+}
+
+/// What `serve --print-env` needs: only where to connect and which token file to read,
+/// so it works in a shell that has none of the STS settings.
+pub fn print_env_target(args: &ServeArgs) -> Result<(String, PathBuf), ConfigErrors> {
+    let mut problems = Vec::new();
+    let listen = args.listen.parse::<SocketAddr>().map_err(|_| {
+        problems.push(format!(
+            "--listen {:?}: expected IP:PORT, e.g. {DEFAULT_LISTEN}",
+            args.listen
+        ));
+    });
+    // Absolute, so the application finds it whatever its working directory.
+    let file = args
+        .auth_token_file
+        .as_ref()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()));
+    if file.is_none() {
+        problems.push("--auth-token-file (PASSPORT_AUTH_TOKEN_FILE) is required: the application reads the token there".into());
+    }
+    match (listen, file) {
+        (Ok(listen), Some(file)) => Ok((
+            format!("http://{listen}{}", crate::server::container::PATH),
+            file,
+        )),
+        _ => Err(ConfigErrors(problems)),
     }
 }
 

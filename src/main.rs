@@ -29,6 +29,13 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     match cli.command {
+        Command::Serve(args) if args.print_env => match passport::config::print_env_target(&args) {
+            Ok((url, file)) => {
+                print!("{}", commands::serve::env_lines(&url, &file));
+                ExitCode::SUCCESS
+            }
+            Err(e) => usage(e),
+        },
         Command::Serve(args) => match ServeConfig::from_args(&args, &env) {
             Ok(config) => runtime.block_on(commands::serve::run(config)),
             Err(e) => usage(e),

@@ -44,10 +44,6 @@ fn shell_quote(s: &str) -> String {
 
 pub async fn run(config: ServeConfig) -> ExitCode {
     let url = format!("http://{}{}", config.listen, crate::server::container::PATH);
-    if config.print_env {
-        print!("{}", env_lines(&url, &config.auth_token_file));
-        return ExitCode::SUCCESS;
-    }
     warn_about(&config);
 
     let auth_token = crate::auth::generate();
