@@ -43,6 +43,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run a command with credentials from passport (local development, like `aws-vault exec`).
     Exec(ExecArgs),
+    /// Add the passport sidecar to Kubernetes workloads: YAML in (file or stdin), YAML out.
+    Inject(crate::inject::InjectArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -32,6 +32,7 @@
 //! | [`metrics`] | Prometheus counters and histogram on atomics |
 //! | [`clock`] | injected wall/monotonic time; `Expiration` formatting |
 //! | [`secret`] | `Secret`: redacted in `Debug`, zeroed on drop |
+//! | [`inject`] | `passport inject`: the Kubernetes pod-spec pieces, added to workload YAML |
 //! | [`commands`] | `serve`, `exec` and the other subcommands |
 #![forbid(unsafe_code)]
 
@@ -40,6 +41,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod credentials;
+pub mod inject;
 pub mod metrics;
 pub mod refresh;
 pub mod secret;

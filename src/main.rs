@@ -37,6 +37,7 @@ fn main() -> ExitCode {
             Ok(config) => runtime.block_on(commands::exec::run(config)),
             Err(e) => usage(e),
         },
+        Command::Inject(args) => passport::inject::run(&args),
     }
 }
 
