@@ -31,7 +31,12 @@ fn inject(args: &[String], stdin: &[u8]) -> Output {
 
 fn case_args(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("args"))
-        .map(|text| text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect())
+        .map(|text| {
+            text.lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -107,7 +112,11 @@ fn k8s_base_matches_inject() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("k8s/base/deployment.yaml");
     let base = std::fs::read(&path).unwrap();
     let out = inject(&[], &base);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
         String::from_utf8(base).unwrap(),
