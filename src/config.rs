@@ -45,6 +45,8 @@ pub enum Command {
     Exec(ExecArgs),
     /// Print the IAM role trust policy that lets exactly one service account assume the role.
     TrustPolicy(crate::trust::TrustPolicyArgs),
+    /// Add the passport sidecar to Kubernetes workloads: YAML in (file or stdin), YAML out.
+    Inject(crate::inject::InjectArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -34,6 +34,7 @@
 //! | [`clock`] | injected wall/monotonic time; `Expiration` formatting |
 //! | [`secret`] | `Secret`: redacted in `Debug`, zeroed on drop |
 //! | [`trust`] | IRSA role trust policies: generating one, explaining a refusal |
+//! | [`inject`] | `passport inject`: the Kubernetes pod-spec pieces, added to workload YAML |
 //! | [`commands`] | `serve`, `exec` and the other subcommands |
 #![forbid(unsafe_code)]
 
@@ -42,6 +43,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod credentials;
+pub mod inject;
 pub mod logging;
 pub mod metrics;
 pub mod refresh;

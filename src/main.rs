@@ -51,6 +51,7 @@ fn main() -> ExitCode {
             }
             Err(e) => usage(e),
         },
+        Command::Inject(args) => passport::inject::run(&args),
     }
 }
 

@@ -1,0 +1,876 @@
+//! `passport inject`: add the passport sidecar to Kubernetes workloads, YAML in, YAML out.
+//!
+//! This module is the one source of truth for the pod-spec pieces passport needs: the
+//! manifests under `k8s/` are checked to be fixed points of it (`tests/k8s/check.sh`,
+//! `tests/inject.rs`), so they cannot drift apart.
+//!
+//! What it does to every pod template (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet,
+//! Job, CronJob, also inside `List`s):
+//!
+//! - the `passport` container: a native sidecar (first in `initContainers`, `restartPolicy:
+//!   Always`, k8s 1.28+) or, with `--no-native-sidecar`, first in `containers`. The fields it
+//!   owns (image, args, probes, security context, its env and mounts by name) are set; any
+//!   other field or env a user added to it stays;
+//! - an in-memory `emptyDir` for the client auth token, mounted read-only into the
+//!   application containers, with their `AWS_CONTAINER_*` (and IMDS) env and `NO_PROXY`;
+//! - `fsGroup` (only when none is set: the app reads the 0640 token file through it),
+//!   Prometheus annotations (only when the pod has none), and the pod annotation
+//!   `eks.amazonaws.com/skip-containers` naming the application containers, so the IRSA
+//!   webhook gives them no web-identity token of their own (SDKs prefer it to the
+//!   container endpoint).
+//!
+//! Documents that need no change are written back byte for byte, comments included; a
+//! changed document is re-serialised, losing its comments. Injecting twice changes nothing.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_norway::{Mapping, Value};
+
+/// Name of the sidecar container.
+pub const CONTAINER_NAME: &str = "passport";
+/// The image injected unless `--image` says otherwise.
+pub const DEFAULT_IMAGE: &str =
+    concat!("ghcr.io/passport-dev/passport:", env!("CARGO_PKG_VERSION"));
+/// Numeric user and group passport runs as (distroless `nonroot`).
+pub const UID: u64 = 65532;
+/// The in-memory volume holding the client auth token.
+pub const AUTH_VOLUME: &str = "passport-auth";
+/// Where that volume is mounted, in passport and in the applications.
+pub const AUTH_DIR: &str = "/var/run/passport";
+/// The client auth token file.
+pub const AUTH_TOKEN_FILE: &str = "/var/run/passport/auth-token";
+/// The projected service-account token volume added for non-EKS clusters (`--role-arn`).
+pub const TOKEN_VOLUME: &str = "passport-token";
+/// Named port of the admin listener (probes, metrics).
+pub const ADMIN_PORT_NAME: &str = "passport-admin";
+pub const ADMIN_PORT: u16 = 9912;
+/// What applications are pointed at.
+pub const CREDENTIALS_URI: &str = "http://127.0.0.1:9911/v1/credentials";
+pub const IMDS_ENDPOINT: &str = "http://127.0.0.1:9911";
+/// The IRSA webhook's pod annotation listing containers it must leave alone.
+pub const SKIP_CONTAINERS: &str = "eks.amazonaws.com/skip-containers";
+
+/// Exit status for input that cannot be injected (sysexits EX_DATAERR).
+pub const EXIT_DATAERR: u8 = 65;
+/// Exit status when the input file cannot be read (sysexits EX_NOINPUT).
+pub const EXIT_NOINPUT: u8 = 66;
+
+/// Flags of `passport inject`. None of them is read from the environment: an `AWS_ROLE_ARN`
+/// in the operator's shell must not end up in manifests by accident.
+#[derive(Debug, Clone, Args)]
+#[command(after_long_help = "\
+Reads Kubernetes YAML (one or more documents) and writes it to stdout with passport added to \
+every pod template: Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, and \
+those inside a List. Other kinds pass through untouched. Injecting twice changes nothing.
+
+Documents that need no change are copied byte for byte. A changed document is re-serialised: \
+field order and values are kept, but its YAML comments, anchors and quoting style are lost.
+
+Pods with `hostNetwork: true` are refused (exit 65): their loopback is the node's, so \
+every pod on the node could read the credentials.
+
+Examples:
+  passport inject deploy.yaml | kubectl apply -f -
+  kubectl get deploy app -o yaml | passport inject --no-imds | kubectl apply -f -
+  passport inject --role-arn arn:aws:iam::111122223333:role/app --region eu-west-1 job.yaml")]
+pub struct InjectArgs {
+    /// Kubernetes YAML to read; `-` reads stdin.
+    #[arg(default_value = "-", value_name = "FILE")]
+    pub file: PathBuf,
+    /// passport image for the sidecar.
+    #[arg(long, default_value = DEFAULT_IMAGE)]
+    pub image: String,
+    /// Set AWS_ROLE_ARN on passport and project the service-account token for it (clusters
+    /// without the EKS IRSA webhook, which would otherwise provide both).
+    #[arg(long)]
+    pub role_arn: Option<String>,
+    /// Set AWS_REGION on passport (clusters without the EKS IRSA webhook).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Point the applications' IMDS clients at passport too (AWS_EC2_METADATA_SERVICE_ENDPOINT) [default].
+    #[arg(long, overrides_with = "no_imds")]
+    pub imds: bool,
+    /// Do not set AWS_EC2_METADATA_SERVICE_ENDPOINT.
+    #[arg(long, overrides_with = "imds")]
+    pub no_imds: bool,
+    /// Containers that get the credentials env, comma-separated [default: every container in
+    /// `containers`]; init containers may be named too (they run after a native sidecar).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub containers: Vec<String>,
+    /// Add passport as a native sidecar (`initContainers` with `restartPolicy: Always`,
+    /// Kubernetes 1.28+; the application starts only once credentials are there) [default].
+    #[arg(long, overrides_with = "no_native_sidecar")]
+    pub native_sidecar: bool,
+    /// Add passport as a plain container (older clusters; a Job's pod then never completes
+    /// by itself, see docs/kubernetes.md).
+    #[arg(long, overrides_with = "native_sidecar")]
+    pub no_native_sidecar: bool,
+}
+
+/// Validated options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub image: String,
+    pub role_arn: Option<String>,
+    pub region: Option<String>,
+    pub imds: bool,
+    /// `None`: every regular container.
+    pub containers: Option<Vec<String>>,
+    pub native: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            image: DEFAULT_IMAGE.into(),
+            role_arn: None,
+            region: None,
+            imds: true,
+            containers: None,
+            native: true,
+        }
+    }
+}
+
+impl Options {
+    pub fn from_args(args: &InjectArgs) -> Result<Self, crate::config::ConfigErrors> {
+        let mut problems = Vec::new();
+        if args.image.trim().is_empty() || args.image.chars().any(char::is_whitespace) {
+            problems.push(format!("--image {:?}: not an image reference", args.image));
+        }
+        if let Some(arn) = &args.role_arn
+            && let Err(why) = crate::config::validate_role_arn(arn)
+        {
+            problems.push(format!("--role-arn {arn:?}: {why}"));
+        }
+        if let Some(region) = &args.region
+            && (region.is_empty()
+                || !region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
+        {
+            problems.push(format!("--region {region:?}: not a region name"));
+        }
+        let containers: Vec<String> = args
+            .containers
+            .iter()
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty())
+            .collect();
+        if containers.iter().any(|c| c == CONTAINER_NAME) {
+            problems.push(format!(
+                "--containers: `{CONTAINER_NAME}` is the sidecar itself"
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(crate::config::ConfigErrors(problems));
+        }
+        Ok(Self {
+            image: args.image.clone(),
+            role_arn: args.role_arn.clone(),
+            region: args.region.clone(),
+            imds: !args.no_imds,
+            containers: (!containers.is_empty()).then_some(containers),
+            native: !args.no_native_sidecar,
+        })
+    }
+}
+
+/// Why input could not be injected.
+#[derive(Debug, thiserror::Error)]
+pub enum InjectError {
+    #[error("document {document}: not valid YAML: {error}")]
+    Yaml {
+        document: usize,
+        error: serde_norway::Error,
+    },
+    #[error("refusing to inject:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Refused(Vec<String>),
+}
+
+/// Inject into every document of `input`. Warnings (e.g. a `--containers` name matching
+/// nothing) go to `warn`.
+pub fn inject_str(
+    input: &str,
+    opts: &Options,
+    warn: &mut dyn FnMut(String),
+) -> Result<String, InjectError> {
+    let mut out = String::with_capacity(input.len() + 4096);
+    let mut refused = Vec::new();
+    let mut matched = BTreeSet::new();
+    for (index, doc) in split_documents(input).into_iter().enumerate() {
+        let document = index + 1;
+        let original: Value = if doc.body.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_norway::from_str(doc.body)
+                .map_err(|error| InjectError::Yaml { document, error })?
+        };
+        let mut value = original.clone();
+        let mut ctx = Ctx {
+            opts,
+            document,
+            refused: &mut refused,
+            matched: &mut matched,
+            warn,
+        };
+        ctx.object(&mut value, None);
+        out.push_str(doc.separator);
+        if value == original {
+            out.push_str(doc.body);
+        } else {
+            let text = serde_norway::to_string(&value).expect("a Value always serialises");
+            out.push_str(&text);
+        }
+    }
+    if let Some(wanted) = &opts.containers {
+        for name in wanted.iter().filter(|n| !matched.contains(*n)) {
+            warn(format!(
+                "--containers: no pod template has a container named {name:?}"
+            ));
+        }
+    }
+    if refused.is_empty() {
+        Ok(out)
+    } else {
+        Err(InjectError::Refused(refused))
+    }
+}
+
+/// `passport inject`.
+pub fn run(args: &InjectArgs) -> ExitCode {
+    let opts = match Options::from_args(args) {
+        Ok(opts) => opts,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::from(crate::commands::EXIT_USAGE);
+        }
+    };
+    let mut input = String::new();
+    let read = if args.file.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut input).map(|_| ())
+    } else {
+        std::fs::read_to_string(&args.file).map(|s| input = s)
+    };
+    if let Err(e) = read {
+        eprintln!("passport inject: cannot read {}: {e}", args.file.display());
+        return ExitCode::from(EXIT_NOINPUT);
+    }
+    match inject_str(&input, &opts, &mut |w| {
+        eprintln!("passport inject: warning: {w}")
+    }) {
+        Ok(out) => {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            if stdout
+                .write_all(out.as_bytes())
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
+                return ExitCode::from(crate::commands::EXIT_UNAVAILABLE);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("passport inject: {e}");
+            ExitCode::from(EXIT_DATAERR)
+        }
+    }
+}
+
+struct Document<'a> {
+    /// The `---` line that opened it (empty for the first document when it had none).
+    separator: &'a str,
+    body: &'a str,
+}
+
+/// Split on `---` lines, keeping the exact text, so untouched documents round-trip byte for
+/// byte. A `---` line can only be a document marker at column 0 outside a quoted scalar;
+/// block scalars are indented, so this matches what a YAML parser sees for manifests.
+fn split_documents(input: &str) -> Vec<Document<'_>> {
+    let mut docs = Vec::new();
+    let mut separator = "";
+    let mut start = 0;
+    let mut pos = 0;
+    for line in input.split_inclusive('\n') {
+        let trimmed = line.trim_end_matches(['\n', '\r']);
+        let is_marker =
+            trimmed == "---" || trimmed.starts_with("--- ") || trimmed.starts_with("---\t");
+        if is_marker {
+            if pos > 0 {
+                docs.push(Document {
+                    separator,
+                    body: &input[start..pos],
+                });
+            }
+            separator = &input[pos..pos + line.len()];
+            start = pos + line.len();
+        }
+        pos += line.len();
+    }
+    docs.push(Document {
+        separator,
+        body: &input[start..],
+    });
+    docs
+}
+
+struct Ctx<'a, 'w> {
+    opts: &'a Options,
+    document: usize,
+    refused: &'a mut Vec<String>,
+    matched: &'a mut BTreeSet<String>,
+    warn: &'w mut dyn FnMut(String),
+}
+
+fn key(k: &str) -> Value {
+    Value::String(k.to_owned())
+}
+
+fn s(v: &str) -> Value {
+    Value::String(v.to_owned())
+}
+
+fn str_at<'v>(v: &'v Value, path: &[&str]) -> Option<&'v str> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(*p)?;
+    }
+    cur.as_str()
+}
+
+/// A mapping under `key`, created (appended, or before `before` when given) if missing.
+fn map_at<'m>(parent: &'m mut Mapping, k: &str, before: Option<&str>) -> Option<&'m mut Mapping> {
+    if !parent.contains_key(k) || parent.get(k) == Some(&Value::Null) {
+        insert_before(parent, k, Value::Mapping(Mapping::new()), before);
+    }
+    parent.get_mut(k)?.as_mapping_mut()
+}
+
+/// Insert `k` before the key `before` (or at the end when absent), keeping the order of the rest.
+fn insert_before(map: &mut Mapping, k: &str, v: Value, before: Option<&str>) {
+    if map.contains_key(k) {
+        map.insert(key(k), v);
+        return;
+    }
+    let Some(before) = before.filter(|b| map.contains_key(*b)) else {
+        map.insert(key(k), v);
+        return;
+    };
+    let old = std::mem::take(map);
+    for (ok, ov) in old {
+        if ok.as_str() == Some(before) {
+            map.insert(key(k), v.clone());
+        }
+        map.insert(ok, ov);
+    }
+}
+
+impl Ctx<'_, '_> {
+    fn object(&mut self, value: &mut Value, list_item: Option<usize>) {
+        let Some(kind) = str_at(value, &["kind"]).map(str::to_owned) else {
+            return;
+        };
+        let api = str_at(value, &["apiVersion"])
+            .unwrap_or_default()
+            .to_owned();
+        let group = api.rsplit_once('/').map_or("", |(g, _)| g).to_owned();
+        let name = describe(value, &kind, list_item);
+        if kind == "List" || (kind.ends_with("List") && value.get("items").is_some()) {
+            if let Some(items) = value.get_mut("items").and_then(Value::as_sequence_mut) {
+                for (i, item) in items.iter_mut().enumerate() {
+                    self.object(item, Some(i + 1));
+                }
+            }
+            return;
+        }
+        let known_group = matches!(group.as_str(), "" | "apps" | "batch" | "extensions");
+        if !known_group {
+            return;
+        }
+        let path: &[&str] = match kind.as_str() {
+            "Pod" if group.is_empty() => &[],
+            "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
+                &["spec", "template"]
+            }
+            "CronJob" => &["spec", "jobTemplate", "spec", "template"],
+            _ => return,
+        };
+        let mut cur = value;
+        for p in path {
+            match cur.get_mut(*p) {
+                Some(next) => cur = next,
+                None => return,
+            }
+        }
+        let Some(template) = cur.as_mapping_mut() else {
+            return;
+        };
+        if !template.get("spec").is_some_and(Value::is_mapping) {
+            return;
+        }
+        self.pod(template, &name);
+    }
+
+    /// `template` holds `metadata` and `spec` (a Pod is its own template).
+    fn pod(&mut self, template: &mut Mapping, name: &str) {
+        let spec = template
+            .get_mut("spec")
+            .and_then(Value::as_mapping_mut)
+            .expect("checked by the caller");
+        if spec.get("hostNetwork").and_then(Value::as_bool) == Some(true) {
+            self.refused.push(format!(
+                "document {}: {name}: hostNetwork: true; passport serves credentials on 127.0.0.1, which would be the node's loopback, open to every pod on the node",
+                self.document
+            ));
+            return;
+        }
+        let native = self.opts.native;
+        let (home, away) = if native {
+            ("initContainers", "containers")
+        } else {
+            ("containers", "initContainers")
+        };
+        // Take passport out of wherever it is, keeping its fields and, in the right list, its place.
+        let mut existing = None;
+        let mut position = 0;
+        for list in ["initContainers", "containers"] {
+            if let Some(seq) = spec.get_mut(list).and_then(Value::as_sequence_mut)
+                && let Some(i) = seq
+                    .iter()
+                    .position(|c| str_at(c, &["name"]) == Some(CONTAINER_NAME))
+            {
+                let c = seq.remove(i);
+                if list == home {
+                    position = i;
+                }
+                existing = existing.or(Some(c));
+                if seq.is_empty() && list == away {
+                    spec.shift_remove(list);
+                }
+            }
+        }
+        let mut sidecar = match existing {
+            Some(Value::Mapping(m)) => m,
+            _ => Mapping::new(),
+        };
+        self.merge_sidecar(&mut sidecar);
+        let before = if native { Some("containers") } else { None };
+        if !spec.get(home).is_some_and(Value::is_sequence) {
+            insert_before(spec, home, Value::Sequence(Vec::new()), before);
+        }
+        let seq = spec
+            .get_mut(home)
+            .and_then(Value::as_sequence_mut)
+            .expect("just made");
+        seq.insert(position.min(seq.len()), Value::Mapping(sidecar));
+
+        // The applications.
+        let wanted: Vec<String> = match &self.opts.containers {
+            Some(names) => names.clone(),
+            None => spec
+                .get("containers")
+                .and_then(Value::as_sequence)
+                .into_iter()
+                .flatten()
+                .filter_map(|c| str_at(c, &["name"]))
+                .filter(|n| *n != CONTAINER_NAME)
+                .map(str::to_owned)
+                .collect(),
+        };
+        let mut env_names = Vec::new();
+        for list in ["initContainers", "containers"] {
+            let Some(seq) = spec.get_mut(list).and_then(Value::as_sequence_mut) else {
+                continue;
+            };
+            for c in seq.iter_mut() {
+                let Some(cname) = str_at(c, &["name"]).map(str::to_owned) else {
+                    continue;
+                };
+                if cname == CONTAINER_NAME || !wanted.contains(&cname) {
+                    continue;
+                }
+                if list == "initContainers" && !native {
+                    (self.warn)(format!(
+                        "document {}: {name}: init container {cname:?} runs before a plain passport container; it gets no credentials env",
+                        self.document
+                    ));
+                    continue;
+                }
+                if let Some(c) = c.as_mapping_mut() {
+                    self.app_container(c);
+                    self.matched.insert(cname.clone());
+                    env_names.push(cname);
+                }
+            }
+        }
+
+        // Volumes.
+        let volumes = spec
+            .entry(key("volumes"))
+            .or_insert_with(|| Value::Sequence(Vec::new()));
+        if !volumes.is_sequence() {
+            *volumes = Value::Sequence(Vec::new());
+        }
+        let volumes = volumes.as_sequence_mut().expect("just made");
+        set_by_name(volumes, yaml(AUTH_VOLUME_YAML));
+        if self.opts.role_arn.is_some() {
+            set_by_name(volumes, yaml(TOKEN_VOLUME_YAML));
+        }
+
+        // The app reads the 0640 auth token through the pod's fsGroup; any group works.
+        if let Some(sc) = map_at(spec, "securityContext", None)
+            && !sc.contains_key("fsGroup")
+        {
+            sc.insert(key("fsGroup"), Value::Number(UID.into()));
+        }
+
+        // Pod annotations.
+        let before = if template.contains_key("spec") {
+            Some("spec")
+        } else {
+            None
+        };
+        let Some(metadata) = map_at(template, "metadata", before) else {
+            return;
+        };
+        let Some(annotations) = map_at(metadata, "annotations", None) else {
+            return;
+        };
+        if !annotations
+            .keys()
+            .any(|k| k.as_str() == Some("prometheus.io/scrape"))
+        {
+            annotations.insert(key("prometheus.io/scrape"), s("true"));
+            annotations.insert(key("prometheus.io/port"), s(&ADMIN_PORT.to_string()));
+            annotations.insert(key("prometheus.io/path"), s("/metrics"));
+        }
+        if !env_names.is_empty() {
+            let mut skip: Vec<String> = annotations
+                .get(SKIP_CONTAINERS)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .split(',')
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .collect();
+            let before = skip.clone();
+            for n in env_names {
+                if !skip.contains(&n) {
+                    skip.push(n);
+                }
+            }
+            if skip != before || !annotations.contains_key(SKIP_CONTAINERS) {
+                annotations.insert(key(SKIP_CONTAINERS), s(&skip.join(",")));
+            }
+        }
+    }
+
+    fn merge_sidecar(&self, c: &mut Mapping) {
+        let canonical = sidecar_container(self.opts);
+        for (k, v) in canonical {
+            let ks = k.as_str().unwrap_or_default().to_owned();
+            match (ks.as_str(), c.get_mut(&ks)) {
+                ("env" | "ports" | "volumeMounts", Some(Value::Sequence(have))) => {
+                    for item in v.as_sequence().into_iter().flatten() {
+                        set_by_name_key(have, item.clone(), merge_key(&ks));
+                    }
+                    continue;
+                }
+                // Sizing is the operator's call; only a missing one is filled in.
+                ("resources", Some(_)) => continue,
+                _ => {}
+            }
+            c.insert(k, v);
+        }
+        if !self.opts.native {
+            c.shift_remove("restartPolicy");
+        }
+    }
+
+    fn app_container(&self, c: &mut Mapping) {
+        let env = c
+            .entry(key("env"))
+            .or_insert_with(|| Value::Sequence(Vec::new()));
+        if !env.is_sequence() {
+            *env = Value::Sequence(Vec::new());
+        }
+        let env = env.as_sequence_mut().expect("just made");
+        set_env(env, "AWS_CONTAINER_CREDENTIALS_FULL_URI", CREDENTIALS_URI);
+        set_env(
+            env,
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            AUTH_TOKEN_FILE,
+        );
+        if self.opts.imds {
+            set_env(env, "AWS_EC2_METADATA_SERVICE_ENDPOINT", IMDS_ENDPOINT);
+        } else {
+            env.retain(|e| {
+                !(str_at(e, &["name"]) == Some("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+                    && str_at(e, &["value"]) == Some(IMDS_ENDPOINT))
+            });
+        }
+        let mut has_no_proxy = false;
+        for e in env.iter_mut() {
+            if matches!(str_at(e, &["name"]), Some("NO_PROXY" | "no_proxy")) {
+                has_no_proxy = true;
+                if let Some(v) = e.as_mapping_mut()
+                    && let Some(Value::String(list)) = v.get_mut("value")
+                {
+                    *list = no_proxy(list);
+                }
+            }
+        }
+        if !has_no_proxy {
+            set_env(env, "NO_PROXY", &no_proxy(""));
+        }
+        let mounts = c
+            .entry(key("volumeMounts"))
+            .or_insert_with(|| Value::Sequence(Vec::new()));
+        if !mounts.is_sequence() {
+            *mounts = Value::Sequence(Vec::new());
+        }
+        set_by_name(
+            mounts.as_sequence_mut().expect("just made"),
+            yaml(&format!(
+                "{{name: {AUTH_VOLUME}, mountPath: {AUTH_DIR}, readOnly: true}}"
+            )),
+        );
+    }
+}
+
+/// `127.0.0.1` and `localhost` added to a `NO_PROXY` list, nothing removed.
+fn no_proxy(existing: &str) -> String {
+    let mut items: Vec<&str> = existing
+        .split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .collect();
+    for needed in ["127.0.0.1", "localhost"] {
+        if !items.contains(&needed) {
+            items.push(needed);
+        }
+    }
+    items.join(",")
+}
+
+fn merge_key(list: &str) -> &'static str {
+    if list == "volumeMounts" {
+        "mountPath"
+    } else {
+        "name"
+    }
+}
+
+fn set_env(env: &mut Vec<Value>, name: &str, value: &str) {
+    let mut m = Mapping::new();
+    m.insert(key("name"), s(name));
+    m.insert(key("value"), s(value));
+    set_by_name(env, Value::Mapping(m));
+}
+
+fn set_by_name(seq: &mut Vec<Value>, item: Value) {
+    set_by_name_key(seq, item, "name");
+}
+
+/// Replace the entry with the same `field` in place, or append.
+fn set_by_name_key(seq: &mut Vec<Value>, item: Value, field: &str) {
+    let id = str_at(&item, &[field]).map(str::to_owned);
+    match seq
+        .iter_mut()
+        .find(|e| str_at(e, &[field]).map(str::to_owned) == id)
+    {
+        Some(slot) => *slot = item,
+        None => seq.push(item),
+    }
+}
+
+fn describe(value: &Value, kind: &str, list_item: Option<usize>) -> String {
+    let name = str_at(value, &["metadata", "name"])
+        .or_else(|| str_at(value, &["metadata", "generateName"]))
+        .unwrap_or("<unnamed>");
+    let object = match str_at(value, &["metadata", "namespace"]) {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    };
+    match list_item {
+        Some(i) => format!("List item {i}: {object}"),
+        None => object,
+    }
+}
+
+fn yaml(text: &str) -> Value {
+    serde_norway::from_str(text).expect("built-in YAML")
+}
+
+const AUTH_VOLUME_YAML: &str = "
+name: passport-auth
+emptyDir:
+  medium: Memory
+  sizeLimit: 1Mi
+";
+
+const TOKEN_VOLUME_YAML: &str = "
+name: passport-token
+projected:
+  sources:
+  - serviceAccountToken:
+      audience: sts.amazonaws.com
+      expirationSeconds: 3600
+      path: token
+";
+
+/// The passport container for these options, fields in the order they are written.
+pub fn sidecar_container(opts: &Options) -> Mapping {
+    let restart = if opts.native {
+        "restartPolicy: Always\n"
+    } else {
+        ""
+    };
+    // Native: the kubelet stops sidecars only after the applications have exited, so there
+    // is nobody left to drain for. Plain container: SIGTERM reaches app and passport at
+    // once; keep serving while the app shuts down.
+    let drain = if opts.native { "0s" } else { "10s" };
+    let mut extra_env = String::new();
+    if let Some(arn) = &opts.role_arn {
+        extra_env.push_str(&format!("- name: AWS_ROLE_ARN\n  value: {arn}\n"));
+    }
+    if let Some(region) = &opts.region {
+        extra_env.push_str(&format!("- name: AWS_REGION\n  value: {region}\n"));
+    }
+    let token_mount = if opts.role_arn.is_some() {
+        format!(
+            "- name: {TOKEN_VOLUME}\n  mountPath: /var/run/secrets/eks.amazonaws.com/serviceaccount\n  readOnly: true\n"
+        )
+    } else {
+        String::new()
+    };
+    let text = format!(
+        "\
+name: {CONTAINER_NAME}
+image: {image:?}
+{restart}args:
+- serve
+env:
+- name: PASSPORT_AUTH_TOKEN_FILE
+  value: {AUTH_TOKEN_FILE}
+- name: PASSPORT_DRAIN_DELAY
+  value: {drain}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+{extra_env}ports:
+- name: {ADMIN_PORT_NAME}
+  containerPort: {ADMIN_PORT}
+  protocol: TCP
+startupProbe:
+  httpGet:
+    path: /readyz
+    port: {ADMIN_PORT_NAME}
+  periodSeconds: 1
+  timeoutSeconds: 1
+  failureThreshold: 120
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: {ADMIN_PORT_NAME}
+  periodSeconds: 10
+  timeoutSeconds: 2
+  failureThreshold: 3
+resources:
+  requests:
+    cpu: 10m
+    memory: 16Mi
+  limits:
+    memory: 64Mi
+securityContext:
+  runAsNonRoot: true
+  runAsUser: {UID}
+  runAsGroup: {UID}
+  readOnlyRootFilesystem: true
+  allowPrivilegeEscalation: false
+  capabilities:
+    drop:
+    - ALL
+  seccompProfile:
+    type: RuntimeDefault
+volumeMounts:
+- name: {AUTH_VOLUME}
+  mountPath: {AUTH_DIR}
+{token_mount}terminationMessagePolicy: FallbackToLogsOnError
+",
+        image = opts.image,
+    );
+    match yaml(&text) {
+        Value::Mapping(m) => m,
+        _ => unreachable!("a mapping"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(input: &str, opts: &Options) -> String {
+        inject_str(input, opts, &mut |w| panic!("unexpected warning: {w}")).unwrap()
+    }
+
+    #[test]
+    fn documents_split_keeping_text() {
+        let docs = split_documents("a: 1\n---\nb: 2\n--- # x\n\n");
+        assert_eq!(docs.len(), 3);
+        assert_eq!((docs[0].separator, docs[0].body), ("", "a: 1\n"));
+        assert_eq!((docs[1].separator, docs[1].body), ("---\n", "b: 2\n"));
+        assert_eq!((docs[2].separator, docs[2].body), ("--- # x\n", "\n"));
+        let docs = split_documents("---\na: 1\n");
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0].separator, "---\n");
+        let docs = split_documents("key: |\n  ---\n  text\n");
+        assert_eq!(docs.len(), 1);
+    }
+
+    #[test]
+    fn untouched_documents_keep_their_bytes() {
+        let input = "# a comment\nkind: ConfigMap\napiVersion: v1\ndata: {'x': \"1\"}\n---\n";
+        assert_eq!(run(input, &Options::default()), input);
+    }
+
+    #[test]
+    fn sidecar_uses_the_constants() {
+        let c = sidecar_container(&Options::default());
+        assert_eq!(c.get("image").and_then(Value::as_str), Some(DEFAULT_IMAGE));
+        assert_eq!(
+            c.get("restartPolicy").and_then(Value::as_str),
+            Some("Always")
+        );
+        let legacy = sidecar_container(&Options {
+            native: false,
+            ..Options::default()
+        });
+        assert!(!legacy.contains_key("restartPolicy"));
+    }
+
+    #[test]
+    fn no_proxy_is_extended_not_replaced() {
+        assert_eq!(no_proxy(""), "127.0.0.1,localhost");
+        assert_eq!(no_proxy("a.svc, localhost"), "a.svc,localhost,127.0.0.1");
+    }
+
+    #[test]
+    fn host_network_is_refused_by_name() {
+        let input = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: n}\nspec:\n  hostNetwork: true\n  containers: [{name: a, image: x}]\n";
+        let err = inject_str(input, &Options::default(), &mut |_| {}).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("Pod n/p"), "{text}");
+        assert!(text.contains("hostNetwork"), "{text}");
+    }
+}

@@ -1,0 +1,160 @@
+//! Golden tests for `passport inject`, driving the real binary.
+//!
+//! Each `tests/fixtures/inject/<case>/` holds `input.yaml` and either `expected.yaml`, or
+//! `expected.exit` plus `expected.stderr` (a line that must appear) for refusals; an optional
+//! `args` file gives one flag per line. Every successful case is also run a second time on
+//! its own output, which must come back byte for byte (idempotence).
+//!
+//! `PASSPORT_UPDATE_GOLDEN=1 cargo test --test inject` rewrites the `expected.yaml` files;
+//! review the diff before committing.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inject")
+}
+
+fn inject(args: &[String], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_passport"))
+        .arg("inject")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn passport");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn case_args(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("args"))
+        .map(|text| {
+            text.lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn cases() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("input.yaml").exists())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn golden_cases() {
+    let update = std::env::var_os("PASSPORT_UPDATE_GOLDEN").is_some();
+    let mut failures = Vec::new();
+    let dirs = cases();
+    assert!(dirs.len() >= 10, "fixtures missing: {dirs:?}");
+    for dir in dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let args = case_args(&dir);
+        let input = std::fs::read(dir.join("input.yaml")).unwrap();
+        let out = inject(&args, &input);
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+
+        if let Ok(exit) = std::fs::read_to_string(dir.join("expected.exit")) {
+            let exit: i32 = exit.trim().parse().unwrap();
+            let needle = std::fs::read_to_string(dir.join("expected.stderr")).unwrap();
+            if out.status.code() != Some(exit) {
+                failures.push(format!("{name}: exit {:?}, want {exit}", out.status.code()));
+            }
+            if !stderr.contains(needle.trim()) {
+                failures.push(format!("{name}: stderr lacks {needle:?}:\n{stderr}"));
+            }
+            if !stdout.is_empty() {
+                failures.push(format!("{name}: a refusal must write nothing:\n{stdout}"));
+            }
+            continue;
+        }
+        if !out.status.success() {
+            failures.push(format!("{name}: exit {:?}: {stderr}", out.status.code()));
+            continue;
+        }
+        let expected_path = dir.join("expected.yaml");
+        if update {
+            std::fs::write(&expected_path, &stdout).unwrap();
+        }
+        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+        if stdout != expected {
+            failures.push(format!(
+                "{name}: output differs from expected.yaml\n--- got:\n{stdout}"
+            ));
+            continue;
+        }
+        let again = inject(&args, stdout.as_bytes());
+        if !again.status.success() || again.stdout != stdout.as_bytes() {
+            failures.push(format!(
+                "{name}: not idempotent\n--- second run:\n{}",
+                String::from_utf8_lossy(&again.stdout)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The kustomize base is a fixed point of `inject`: its sidecar, volumes, env and
+/// annotations are exactly what the Rust constants produce. (`tests/k8s/check.sh` checks
+/// every rendered overlay and example the same way, through `kubectl kustomize`.)
+#[test]
+fn k8s_base_matches_inject() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("k8s/base/deployment.yaml");
+    let base = std::fs::read(&path).unwrap();
+    let out = inject(&[], &base);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(base).unwrap(),
+        "k8s/base/deployment.yaml drifted from `passport inject`: regenerate it with \
+         `passport inject k8s/base/deployment.yaml`"
+    );
+}
+
+#[test]
+fn unreadable_file_and_bad_yaml_and_bad_flags() {
+    let out = Command::new(env!("CARGO_BIN_EXE_passport"))
+        .args(["inject", "/nonexistent/passport.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(66));
+    let out = inject(&[], b"kind: Pod\nspec: [unclosed\n");
+    assert_eq!(out.status.code(), Some(65));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("document 1"));
+    let out = inject(&["--role-arn".into(), "nope".into()], b"");
+    assert_eq!(out.status.code(), Some(64));
+    let out = inject(&["--containers".into(), "passport".into()], b"");
+    assert_eq!(out.status.code(), Some(64));
+}
+
+#[test]
+fn unknown_container_names_warn_but_do_not_fail() {
+    let input = std::fs::read(fixtures().join("pod/input.yaml")).unwrap();
+    let out = inject(&["--containers=nope".into()], &input);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"nope\""));
+}
+
+#[test]
+fn help_says_comments_may_be_lost() {
+    let out = Command::new(env!("CARGO_BIN_EXE_passport"))
+        .args(["inject", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("comments"), "{help}");
+}

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Offline checks for the Kubernetes packaging: every k8s/ kustomization renders, is a fixed
+# point of `passport inject` (one source of truth for the sidecar spec), validates against
+# the Kubernetes 1.29 and 1.33 schemas (and 1.27 rejects native sidecars, as it must), and
+# passes checkov; `passport inject` output validates too; hadolint passes the Dockerfile.
+#
+# Self-contained: installs the pinned PyPI tools (tests/k8s/requirements.txt) into a
+# virtualenv, reused while the pins are unchanged. Needs cargo, python3 and kubectl (for
+# `kubectl kustomize`). Exits non-zero on the first failing step.
+#
+#   tests/k8s/check.sh
+#   PASSPORT_K8S_VENV=/path/to/venv PASSPORT_BIN=target/debug/passport tests/k8s/check.sh
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+venv=${PASSPORT_K8S_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/passport-k8s-venv}
+versions=(1.29.0 1.33.0)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+step() { printf '== %s\n' "$*"; }
+fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+
+step "tools"
+command -v kubectl >/dev/null || fail "kubectl not found (needed for kubectl kustomize)"
+stamp="$venv/.requirements.sha256"
+want=$(sha256sum tests/k8s/requirements.txt | cut -d' ' -f1)
+if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/k8s/requirements.txt
+  echo "$want" > "$stamp"
+fi
+kv=("$venv/bin/kubernetes-validate" --strict --quiet)
+if [[ -z "${PASSPORT_BIN:-}" ]]; then
+  cargo build --quiet --bin passport
+  PASSPORT_BIN=target/debug/passport
+fi
+bin=$PASSPORT_BIN
+
+# kustomization dir -> flags under which its rendering must be a fixed point of inject.
+declare -A inject_flags=(
+  [base]=""
+  [overlays/oidc-generic]="--role-arn arn:aws:iam::111122223333:role/passport-app --region us-east-1"
+  [overlays/legacy-sidecar]="--no-native-sidecar"
+  [overlays/imds-redirect]=""
+  [examples/aws-cli-deployment]=""
+  [examples/check-job]=""
+)
+dirs=$(find k8s -name kustomization.yaml -printf '%h\n' | sed 's|^k8s/||' | sort)
+for d in $dirs; do
+  [[ -v "inject_flags[$d]" ]] || fail "k8s/$d: new kustomization, add it to inject_flags in $0"
+done
+
+step "kubectl kustomize"
+mkdir -p "$work/rendered" "$work/injected"
+for d in $dirs; do
+  out="$work/rendered/${d//\//-}.yaml"
+  kubectl kustomize "k8s/$d" > "$out" || fail "k8s/$d does not render"
+  echo "   k8s/$d: $(grep -c '^kind:' "$out") objects"
+done
+
+step "rendered manifests are fixed points of passport inject"
+for d in $dirs; do
+  out="$work/rendered/${d//\//-}.yaml"
+  # shellcheck disable=SC2086
+  "$bin" inject ${inject_flags[$d]} "$out" > "$work/fixed.yaml" || fail "inject on k8s/$d"
+  diff -u "$out" "$work/fixed.yaml" || fail "k8s/$d differs from \`passport inject ${inject_flags[$d]}\`: the sidecar spec drifted"
+done
+
+step "passport inject output for every fixture"
+for f in tests/fixtures/inject/*/input.yaml; do
+  case_dir=$(dirname "$f"); name=$(basename "$case_dir")
+  [[ -f "$case_dir/expected.exit" ]] && continue
+  args=()
+  [[ -f "$case_dir/args" ]] && mapfile -t args < "$case_dir/args"
+  "$bin" inject "${args[@]}" "$f" > "$work/injected/$name.yaml" || fail "inject $name"
+done
+"$bin" inject "$work/rendered/base.yaml" > "$work/injected/base-again.yaml"
+
+step "kubernetes-validate --strict against ${versions[*]}"
+for v in "${versions[@]}"; do
+  "${kv[@]}" -k "$v" "$work"/rendered/*.yaml || fail "rendered manifests against $v"
+  # The unknown-kind fixture (an Argo Rollout, a CRD "Job") has no schema: kubernetes-validate
+  # only warns about it, hence --no-warn; every built-in kind is still validated.
+  "${kv[@]}" --no-warn -k "$v" "$work"/injected/*.yaml || fail "inject output against $v"
+  echo "   $v: ok"
+done
+
+step "1.27 schemas reject native sidecars (restartPolicy on an init container)"
+if "${kv[@]}" -k 1.27.0 "$work/rendered/base.yaml" > "$work/127.txt" 2>&1; then
+  fail "1.27 accepted restartPolicy on initContainers: the schema check is not strict"
+fi
+grep -q "'restartPolicy' was unexpected" "$work/127.txt" || { cat "$work/127.txt"; fail "1.27 failed for another reason"; }
+"${kv[@]}" -k 1.27.0 "$work/rendered/overlays-legacy-sidecar.yaml" || fail "legacy-sidecar must validate on 1.27"
+echo "   1.27 rejects the base and accepts legacy-sidecar, as expected"
+
+step "checkov (skips and reasons: .checkov.yaml)"
+"$venv/bin/checkov" --config-file .checkov.yaml --skip-download -d "$work/rendered" > "$work/checkov.txt" 2>&1 || {
+  cat "$work/checkov.txt"; fail "checkov"; }
+grep -E 'Passed checks|Failed checks' "$work/checkov.txt" | sed 's/^/   /'
+
+step "hadolint Dockerfile"
+"$venv/bin/hadolint" Dockerfile || fail "hadolint"
+
+echo "k8s checks: all passed"
