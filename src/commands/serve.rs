@@ -65,6 +65,7 @@ pub async fn run(config: ServeConfig) -> ExitCode {
         auth_token,
         max_connections: config.max_connections,
         header_read_timeout: std::time::Duration::from_secs(5),
+        imds: config.imds.clone(),
     };
     let source = Arc::new(StsSource::new(&config.sts.sts));
     let sidecar = match Sidecar::bind(
