@@ -385,6 +385,8 @@ async fn credentials_paths() {
         assert_eq!(r.header("content-type"), Some("text/plain"));
     }
 
+    let r = h.get(&format!("{LISTING}{ROLE}/"), &auth).await;
+    assert_eq!(r.status, 200, "one trailing slash is tolerated");
     let r = h.get(&format!("{LISTING}{ROLE}"), &auth).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("text/plain"));
@@ -419,7 +421,7 @@ async fn credentials_paths() {
 
     for missing in [
         format!("{LISTING}other-role"),
-        format!("{LISTING}{ROLE}/"),
+        format!("{LISTING}{ROLE}//"),
         format!("{LISTING}{ROLE}x"),
         "/latest/meta-data/iam/security-credentials-extended/other-role".into(),
         "/latest/meta-data/".into(),
@@ -455,10 +457,14 @@ async fn region_paths() {
     let auth = [(TOKEN, t.as_str())];
     let r = h.get("/latest/meta-data/placement/region", &auth).await;
     assert_eq!((r.status, r.body.as_str()), (200, "eu-west-1"));
-    let r = h
-        .get("/latest/meta-data/placement/availability-zone", &auth)
-        .await;
-    assert_eq!((r.status, r.body.as_str()), (200, "eu-west-1a"));
+    // botocore's region fetcher asks with a trailing slash.
+    for az in [
+        "/latest/meta-data/placement/availability-zone",
+        "/latest/meta-data/placement/availability-zone/",
+    ] {
+        let r = h.get(az, &auth).await;
+        assert_eq!((r.status, r.body.as_str()), (200, "eu-west-1a"), "{az}");
+    }
     let doc = h
         .get("/latest/dynamic/instance-identity/document", &auth)
         .await;

@@ -364,11 +364,16 @@ pub fn handle<B>(app: &App, imds: &Imds, req: &Request<B>) -> Response<Body> {
         _ => return error(StatusCode::UNAUTHORIZED, &TOKEN_REQUIRED),
     }
 
+    // Leaf paths answer with or without one trailing slash, as real IMDS does: botocore's
+    // region fetcher asks for `placement/availability-zone/`.
+    let path = match path.strip_suffix('/') {
+        Some(leaf) if !leaf.ends_with('/') => leaf,
+        _ => path,
+    };
     let role_path = |prefix: &str| -> Option<Option<&str>> {
-        let rest = path.strip_prefix(prefix)?;
-        match rest {
-            "" | "/" => Some(None),
-            _ => rest.strip_prefix('/').map(Some),
+        match path.strip_prefix(prefix)? {
+            "" => Some(None),
+            rest => rest.strip_prefix('/').map(Some),
         }
     };
     if let Some(role) = role_path(EXTENDED_PREFIX) {
