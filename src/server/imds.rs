@@ -54,8 +54,6 @@ static FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Real IMDS bounds on the token TTL.
 pub const MAX_TTL_SECONDS: u64 = 21_600;
-/// Anything longer is not one of our tokens; refuse it before decoding.
-pub const MAX_TOKEN_BYTES: usize = 256;
 
 /// What the IMDS endpoint serves besides credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,9 +256,10 @@ impl SessionTokens {
     }
 
     /// True for a token this process issued that has not expired at `now`. Never panics;
-    /// the tag is compared in constant time.
+    /// anything but exactly `TOKEN_LEN` bytes is refused before decoding, and the tag is
+    /// compared in constant time.
     pub fn verify(&self, token: &[u8], now: Instant) -> bool {
-        if token.len() != TOKEN_LEN || token.len() > MAX_TOKEN_BYTES {
+        if token.len() != TOKEN_LEN {
             return false;
         }
         let mut raw = [0u8; RAW_LEN];
