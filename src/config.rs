@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::refresh::RefreshSettings;
+use crate::server::imds::ImdsSettings;
 use crate::sts::StsSettings;
 
 /// Where EKS projects the service-account token for IRSA.
@@ -120,6 +121,12 @@ pub struct ServeArgs {
     /// After the drain delay, wait this long for in-flight requests.
     #[arg(long, env = "PASSPORT_SHUTDOWN_TIMEOUT", default_value = "5s")]
     pub shutdown_timeout: String,
+    /// Do not serve the IMDS-compatible endpoint under /latest/ (it is on by default).
+    #[arg(long, env = "PASSPORT_DISABLE_IMDS")]
+    pub disable_imds: bool,
+    /// Answer IMDS GETs without a session token (IMDSv1). Off by default: v2 only.
+    #[arg(long, env = "PASSPORT_IMDS_ALLOW_V1")]
+    pub imds_allow_v1: bool,
     /// Print the environment an application needs, as `export` lines, and exit.
     #[arg(long)]
     pub print_env: bool,
@@ -181,6 +188,8 @@ pub struct ServeConfig {
     pub max_connections: usize,
     pub drain_delay: Duration,
     pub shutdown_timeout: Duration,
+    /// `None` with `--disable-imds`.
+    pub imds: Option<ImdsSettings>,
 }
 
 /// Validated settings for `exec`.
@@ -354,8 +363,15 @@ impl ServeConfig {
         if !problems.is_empty() {
             return Err(ConfigErrors(problems));
         }
+        let sts = sts.expect("no problems");
+        let imds = if args.disable_imds {
+            None
+        } else {
+            // The role ARN is validated above, so this cannot fail.
+            ImdsSettings::from_role_arn(&sts.refresh.role_arn, &sts.sts.region, args.imds_allow_v1)
+        };
         Ok(ServeConfig {
-            sts: sts.expect("no problems"),
+            sts,
             listen: listen.expect("no problems"),
             admin_listen: admin_listen.expect("no problems"),
             auth_token_file: auth_token_file.expect("no problems"),
@@ -363,13 +379,14 @@ impl ServeConfig {
             max_connections: max_connections.expect("no problems") as usize,
             drain_delay: drain_delay.expect("no problems"),
             shutdown_timeout: shutdown_timeout.expect("no problems"),
+            imds,
         })
     }
 }
 
 /// What `serve --print-env` needs: only where to connect and which token file to read,
 /// so it works in a shell that has none of the STS settings.
-pub fn print_env_target(args: &ServeArgs) -> Result<(String, PathBuf), ConfigErrors> {
+pub fn print_env_target(args: &ServeArgs) -> Result<(SocketAddr, PathBuf), ConfigErrors> {
     let mut problems = Vec::new();
     let listen = args.listen.parse::<SocketAddr>().map_err(|_| {
         problems.push(format!(
@@ -387,10 +404,7 @@ pub fn print_env_target(args: &ServeArgs) -> Result<(String, PathBuf), ConfigErr
         problems.push("--auth-token-file (PASSPORT_AUTH_TOKEN_FILE) is required: the application reads the token there".into());
     }
     match (listen, file) {
-        (Ok(listen), Some(file)) => Ok((
-            format!("http://{listen}{}", crate::server::container::PATH),
-            file,
-        )),
+        (Ok(listen), Some(file)) => Ok((listen, file)),
         _ => Err(ConfigErrors(problems)),
     }
 }
@@ -593,6 +607,37 @@ mod tests {
         assert_eq!(c.sts.refresh.token_file, PathBuf::from(EKS_TOKEN_FILE));
         assert_eq!(c.auth_token_file_mode, 0o640);
         assert_eq!(c.drain_delay, Duration::from_secs(5));
+        assert_eq!(
+            c.imds,
+            Some(ImdsSettings {
+                allow_v1: false,
+                role_name: "app".into(),
+                region: "eu-west-1".into(),
+                account_id: "111122223333".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn imds_flags() {
+        let base = [
+            "--role-arn",
+            "arn:aws:iam::111122223333:role/team/app",
+            "--region",
+            "us-west-2",
+            "--auth-token-file",
+            "/tmp/a",
+        ];
+        let with = |extra: &[&str]| {
+            let mut args = base.to_vec();
+            args.extend_from_slice(extra);
+            serve(&args).unwrap()
+        };
+        assert_eq!(with(&["--disable-imds"]).imds, None);
+        let imds = with(&["--imds-allow-v1"]).imds.unwrap();
+        assert!(imds.allow_v1);
+        assert_eq!(imds.role_name, "app");
+        assert_eq!(imds.region, "us-west-2");
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct Served {
     /// The same instant on the monotonic clock, fixed when the credentials arrived, so a
     /// wall clock stepped backwards cannot make expired credentials look valid.
     pub expires_mono: Instant,
+    /// When passport received these credentials (IMDS `LastUpdated`).
+    pub last_updated: SystemTime,
     /// `GET /v1/credentials` body.
     pub container_body: Bytes,
     /// IMDS `security-credentials/<role>` body.
@@ -110,6 +112,7 @@ impl Served {
             role_arn: role_arn.to_owned(),
             expiration: creds.expiration,
             expires_mono: clock.mono() + remaining,
+            last_updated: now,
             container_body,
             imds_body,
             imds_extended_body,

@@ -30,8 +30,11 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     match cli.command {
         Command::Serve(args) if args.print_env => match passport::config::print_env_target(&args) {
-            Ok((url, file)) => {
-                print!("{}", commands::serve::env_lines(&url, &file));
+            Ok((listen, file)) => {
+                print!(
+                    "{}",
+                    commands::serve::env_lines(listen, &file, !args.disable_imds)
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => usage(e),

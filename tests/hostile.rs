@@ -41,6 +41,7 @@ async fn start(max_connections: usize) -> Running {
         auth_token: Secret::new(AUTH),
         max_connections,
         header_read_timeout: Duration::from_secs(5),
+        imds: None,
     };
     let sidecar = Sidecar::bind(refresh_settings(token), settings, sts.clone(), clock)
         .await

@@ -22,6 +22,7 @@ fn settings() -> ServerSettings {
         auth_token: Secret::new(AUTH),
         max_connections: 4096,
         header_read_timeout: Duration::from_secs(5),
+        imds: None,
     }
 }
 

@@ -45,6 +45,7 @@ impl Harness {
             app: App {
                 shared,
                 auth_token: Secret::new(AUTH),
+                imds: None,
             },
             dir,
             stop: CancellationToken::new(),

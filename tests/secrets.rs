@@ -60,6 +60,7 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
         auth_token: auth.clone(),
         max_connections: 64,
         header_read_timeout: Duration::from_secs(5),
+        imds: passport::server::imds::ImdsSettings::from_role_arn(ROLE_ARN, "us-east-1", false),
     };
     let source = Arc::new(StsSource::new(&StsSettings {
         region: "us-east-1".into(),
@@ -148,6 +149,51 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
         )
         .into_owned(),
     );
+    // IMDS: the token dance and its refusals (the credentials body itself is the one
+    // legitimate place for the secrets, as with the container endpoint).
+    let ttl = [("x-aws-ec2-metadata-token-ttl-seconds", "60")];
+    let imds_token = http(addr, "PUT", "/latest/api/token", &ttl).await;
+    assert_eq!(imds_token.status, hyper::StatusCode::OK);
+    let imds_token = String::from_utf8(imds_token.body.to_vec()).unwrap();
+    for (method, path, headers) in [
+        (
+            "PUT",
+            "/latest/api/token",
+            vec![
+                ("x-aws-ec2-metadata-token-ttl-seconds", "60"),
+                ("x-forwarded-for", "1.2.3.4"),
+            ],
+        ),
+        (
+            "GET",
+            "/latest/meta-data/iam/security-credentials/app",
+            vec![],
+        ),
+        (
+            "GET",
+            "/latest/meta-data/iam/security-credentials/app",
+            vec![("x-aws-ec2-metadata-token", "forged")],
+        ),
+        (
+            "GET",
+            "/latest/meta-data/iam/security-credentials/",
+            vec![("x-aws-ec2-metadata-token", imds_token.as_str())],
+        ),
+        (
+            "GET",
+            "/latest/meta-data/iam/info",
+            vec![("x-aws-ec2-metadata-token", imds_token.as_str())],
+        ),
+        (
+            "GET",
+            "/latest/meta-data/iam/security-credentials/other",
+            vec![("x-aws-ec2-metadata-token", imds_token.as_str())],
+        ),
+    ] {
+        exposed.push(
+            String::from_utf8_lossy(&http(addr, method, path, &headers).await.body).into_owned(),
+        );
+    }
     for path in ["/metrics", "/readyz", "/healthz", "/v1/credentials"] {
         exposed.push(
             String::from_utf8_lossy(&http(admin_addr, "GET", path, &[]).await.body).into_owned(),

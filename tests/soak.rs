@@ -66,6 +66,7 @@ async fn soak_with_rotation_faults_and_clients() {
     let app = Arc::new(App {
         shared: shared.clone(),
         auth_token: Secret::new(AUTH),
+        imds: None,
     });
     let stop = CancellationToken::new();
     tokio::spawn(

@@ -54,6 +54,8 @@ pub async fn run(config: ExecConfig) -> ExitCode {
         auth_token,
         max_connections: 1024,
         header_read_timeout: Duration::from_secs(5),
+        // exec exports only the container endpoint.
+        imds: None,
     };
     let source = Arc::new(StsSource::new(&config.sts.sts));
     let sidecar = match Sidecar::bind(

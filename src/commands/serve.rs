@@ -14,17 +14,33 @@ use crate::server::ServerSettings;
 use crate::sidecar::{Shutdown, Sidecar};
 use crate::sts::StsSource;
 
-/// The environment an application needs to use passport's container endpoint.
-pub fn env_lines(url: &str, auth_token_file: &std::path::Path) -> String {
-    let mut out = String::new();
-    out.push_str(&format!(
+/// The environment an application needs to use passport: the container endpoint (which
+/// every SDK's chain tries before IMDS), the IMDS endpoint for tools that only know that
+/// one, and the variables that would shadow both removed.
+pub fn env_lines(
+    listen: std::net::SocketAddr,
+    auth_token_file: &std::path::Path,
+    imds: bool,
+) -> String {
+    let url = format!("http://{listen}{}", crate::server::container::PATH);
+    let mut out = format!(
         "export AWS_CONTAINER_CREDENTIALS_FULL_URI={}\n",
-        shell_quote(url)
-    ));
+        shell_quote(&url)
+    );
     out.push_str(&format!(
         "export AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={}\n",
         shell_quote(&auth_token_file.to_string_lossy())
     ));
+    if imds {
+        // No trailing slash: the Java SDK concatenates paths onto it.
+        out.push_str(&format!(
+            "export AWS_EC2_METADATA_SERVICE_ENDPOINT=http://{listen}\n"
+        ));
+        out.push_str(&format!(
+            "export NO_PROXY={}${{NO_PROXY:+,$NO_PROXY}}\n",
+            listen.ip()
+        ));
+    }
     out.push_str(&format!(
         "unset {}\n",
         crate::commands::exec::SHADOWING_VARIABLES.join(" ")
@@ -61,6 +77,7 @@ pub async fn run(config: ServeConfig) -> ExitCode {
         auth_token,
         max_connections: config.max_connections,
         header_read_timeout: std::time::Duration::from_secs(5),
+        imds: config.imds.clone(),
     };
     let source = Arc::new(StsSource::new(&config.sts.sts));
     let sidecar = match Sidecar::bind(
@@ -126,9 +143,18 @@ mod tests {
     #[test]
     fn env_lines_quote_paths() {
         let text = env_lines(
-            "http://127.0.0.1:9911/v1/credentials",
+            "127.0.0.1:9911".parse().unwrap(),
             std::path::Path::new("/tmp/it's here/token"),
+            true,
         );
+        assert!(text.contains("export AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:9911\n"));
+        assert!(text.contains("export NO_PROXY=127.0.0.1${NO_PROXY:+,$NO_PROXY}\n"));
+        let text_without_imds = env_lines(
+            "127.0.0.1:9911".parse().unwrap(),
+            std::path::Path::new("/a"),
+            false,
+        );
+        assert!(!text_without_imds.contains("METADATA"));
         assert!(text.contains(
             "export AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:9911/v1/credentials\n"
         ));

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod container;
+pub mod imds;
 
 use std::convert::Infallible;
 use std::io;
@@ -48,12 +49,15 @@ pub struct ServerSettings {
     pub max_connections: usize,
     /// Time a client has to send a complete request head.
     pub header_read_timeout: Duration,
+    /// `None`: no IMDS endpoint (paths under `/latest/` answer 404).
+    pub imds: Option<imds::ImdsSettings>,
 }
 
 /// What every handler can reach.
 pub struct App {
     pub shared: Arc<Shared>,
     pub auth_token: Secret,
+    pub imds: Option<imds::Imds>,
 }
 
 pub struct Server {
@@ -70,9 +74,14 @@ impl Server {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
+        let imds = settings
+            .imds
+            .clone()
+            .map(|imds| imds::Imds::new(imds, &*shared.clock));
         let app = Arc::new(App {
             shared,
             auth_token: settings.auth_token.clone(),
+            imds,
         });
         Ok(Self {
             listener,
@@ -208,6 +217,12 @@ fn dispatch(app: &App, route: Route, req: Request<Incoming>) -> Response<Body> {
                 error(StatusCode::FORBIDDEN, &FOREIGN_HOST)
             } else if req.uri().path() == container::PATH {
                 container::handle(app, &req)
+            } else if let Some(imds) = app
+                .imds
+                .as_ref()
+                .filter(|_| req.uri().path().starts_with(imds::PREFIX))
+            {
+                imds::handle(app, imds, &req)
             } else {
                 error(StatusCode::NOT_FOUND, &NOT_FOUND)
             }
