@@ -14,7 +14,8 @@ step() {
 
 PYTHON=${PYTHON:-python3}
 target_dir=${CARGO_TARGET_DIR:-target}
-export PASSPORT_BIN=${PASSPORT_BIN:-$PWD/$target_dir/debug/passport}
+[[ $target_dir == /* ]] || target_dir=$PWD/$target_dir
+export PASSPORT_BIN=${PASSPORT_BIN:-$target_dir/debug/passport}
 
 # Fail early, with a hint, if the client tests' tools are missing.
 missing=()
