@@ -56,9 +56,14 @@ fn fallback_env(name: &str) -> Option<String> {
 fn init_tracing(log: &LogArgs) -> Result<(), String> {
     let filter =
         tracing_subscriber::EnvFilter::try_new(&log.log_level).map_err(|e| e.to_string())?;
+    // Colour only for a person at a terminal: container runtimes and log shippers get
+    // stderr as a pipe, where escape codes are noise in every line.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match log.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

@@ -232,7 +232,8 @@ def start_passport(moto: Moto, token_file: Path, workdir: Path, *extra_flags: st
         "0s",
         *extra_flags,
     ]
-    env = {k: v for k, v in os.environ.items() if k not in SHADOWING}
+    # NO_COLOR would hide escape codes in logs written to a pipe (see test_logs_...).
+    env = {k: v for k, v in os.environ.items() if k not in SHADOWING and k != "NO_COLOR"}
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     passport = Passport(proc, port, admin_port, auth, log)

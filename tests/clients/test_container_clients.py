@@ -319,6 +319,13 @@ def test_sigterm_exits_zero_promptly(moto, web_identity_token, tmp_path):
     assert time.monotonic() - started < 3.0
 
 
+def test_logs_to_a_pipe_have_no_colour_codes(passport):
+    # Container runtimes hand passport's stderr to a log shipper, never a terminal.
+    text = passport.log.read_text(errors="replace")
+    assert "passport serving" in text, text
+    assert "\x1b[" not in text, text[:500]
+
+
 def test_bad_flags_exit_64_and_list_every_problem(client_env):
     out = run([str(passport_bin()), "serve", "--role-arn", "nope", "--duration-seconds", "5"], client_env)
     assert out.returncode == 64, out
