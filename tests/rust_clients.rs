@@ -91,12 +91,12 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `N` distinct free loopback ports (all held open together, so none repeats).
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
 }
 
 /// A minimal HTTP/1.0 GET: status and body. Enough for loopback test servers.
@@ -225,7 +225,7 @@ async fn ecs_provider_gets_exactly_what_sts_issued() {
     }
     let dir = tempfile::tempdir().unwrap();
 
-    let moto_port = free_port();
+    let [moto_port, port, admin_port] = free_ports();
     let mut moto = Proc::spawn(
         "moto_server",
         Command::new("moto_server").args(["-H", "127.0.0.1", "-p", &moto_port.to_string()]),
@@ -239,7 +239,6 @@ async fn ecs_provider_gets_exactly_what_sts_issued() {
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, fake_jwt()).unwrap();
     let auth_token_file = dir.path().join("auth-token");
-    let (port, admin_port) = (free_port(), free_port());
     let mut passport = Proc::spawn(
         "passport",
         Command::new(env!("CARGO_BIN_EXE_passport"))

@@ -64,10 +64,20 @@ def passport_bin() -> Path:
     return path
 
 
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports (all held open together, so none repeats)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def _b64url(data: dict) -> str:
@@ -215,7 +225,7 @@ class Passport:
 
 
 def start_passport(moto: Moto, token_file: Path, workdir: Path, *extra_flags: str) -> Passport:
-    port, admin_port = free_port(), free_port()
+    port, admin_port = free_ports(2)
     auth = workdir / "auth-token"
     log = workdir / "passport.log"
     cmd = [

@@ -26,16 +26,18 @@ const work = mkdtempSync(join(tmpdir(), "passport-node-"));
 const children = [];
 let moto, passport;
 
-function freePort() {
-  return new Promise((res, rej) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on("error", rej);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => res(port));
-    });
-  });
+// n distinct free loopback ports (all held open together, so none repeats).
+async function freePorts(n) {
+  const servers = await Promise.all(
+    Array.from({ length: n }, () => new Promise((res, rej) => {
+      const srv = createServer();
+      srv.on("error", rej);
+      srv.listen(0, "127.0.0.1", () => res(srv));
+    })),
+  );
+  const ports = servers.map((srv) => srv.address().port);
+  await Promise.all(servers.map((srv) => new Promise((res) => srv.close(res))));
+  return ports;
 }
 
 function start(cmd, args) {
@@ -80,14 +82,13 @@ function fakeJwt() {
 
 before(async () => {
   assert.ok(existsSync(PASSPORT), `passport binary not found at ${PASSPORT}: run cargo build`);
-  const motoPort = await freePort();
+  const [motoPort, port, adminPort] = await freePorts(3);
   moto = start("moto_server", ["-H", "127.0.0.1", "-p", String(motoPort)]);
   moto.url = `http://127.0.0.1:${motoPort}`;
   await waitFor("moto_server", moto, async () => (await fetch(`${moto.url}/moto-api/`)).status < 500);
 
   const tokenFile = join(work, "token");
   writeFileSync(tokenFile, fakeJwt());
-  const [port, adminPort] = [await freePort(), await freePort()];
   passport = start(PASSPORT, [
     "serve",
     "--role-arn", ROLE_ARN,
