@@ -38,9 +38,14 @@ pub fn filter(directives: &str) -> Result<EnvFilter, String> {
 
 /// Install the global subscriber, writing to stderr.
 pub fn init(format: LogFormat, directives: &str) -> Result<(), String> {
+    // Colour only for a person at a terminal: container runtimes and log shippers get
+    // stderr as a pipe, where escape codes are noise in every line.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(directives)?)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder

@@ -19,7 +19,8 @@ use crate::sidecar::{Shutdown, Sidecar};
 use crate::sts::StsSource;
 
 /// Variables an SDK would use before the container endpoint (static keys, web identity,
-/// profiles, the other container-endpoint form).
+/// profiles, the other container-endpoint form). `exec` also points
+/// `AWS_SHARED_CREDENTIALS_FILE` at `/dev/null`.
 pub const SHADOWING_VARIABLES: &[&str] = &[
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
@@ -105,6 +106,9 @@ pub async fn run(config: ExecConfig) -> ExitCode {
     for var in SHADOWING_VARIABLES {
         command.env_remove(var);
     }
+    // Every SDK reads the shared credentials file before the container endpoint, so keys in
+    // its [default] profile would win; the file holds nothing else the command needs.
+    command.env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
     command
         .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &url)
         .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file);

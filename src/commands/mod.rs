@@ -11,31 +11,39 @@ pub const EXIT_USAGE: u8 = 64;
 /// Exit status when the environment prevents running (cannot bind, cannot write files).
 pub const EXIT_UNAVAILABLE: u8 = 69;
 
-/// Wait for SIGTERM or SIGINT. A second signal exits at once (an operator pressing Ctrl-C
-/// twice does not want to wait for the drain).
-pub async fn wait_for_signal() {
-    wait_once().await;
-    tokio::spawn(async {
-        wait_once().await;
-        tracing::warn!("second signal: exiting without draining");
-        std::process::exit(130);
-    });
+/// SIGTERM/SIGINT handling, installed before anything slow happens: a signal that
+/// arrives while passport is still starting must drain and exit 0 like any other, not
+/// kill the process with the default action.
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
 }
 
-async fn wait_once() {
-    #[cfg(unix)]
-    {
+impl Signals {
+    pub fn install() -> std::io::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = int.recv() => tracing::info!("SIGINT received"),
-        }
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Wait for the first signal. A second one exits at once: an operator pressing
+    /// Ctrl-C twice does not want to wait for the drain.
+    pub async fn wait(mut self) {
+        self.next().await;
+        tokio::spawn(async move {
+            self.next().await;
+            tracing::warn!("second signal: exiting without draining");
+            std::process::exit(130);
+        });
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received"),
+            _ = self.int.recv() => tracing::info!("SIGINT received"),
+        }
     }
 }
 

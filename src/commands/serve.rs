@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{EXIT_UNAVAILABLE, wait_for_signal};
+use super::{EXIT_UNAVAILABLE, Signals};
 use crate::clock::SystemClock;
 use crate::config::ServeConfig;
 use crate::refresh::{CLIENT_REFRESH_WINDOW, minimum_time_left};
@@ -59,6 +59,13 @@ fn shell_quote(s: &str) -> String {
 }
 
 pub async fn run(config: ServeConfig) -> ExitCode {
+    let signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(e) => {
+            error!(error = %e, "cannot install signal handlers");
+            return super::exit(EXIT_UNAVAILABLE);
+        }
+    };
     let url = format!("http://{}{}", config.listen, crate::server::container::PATH);
     warn_about(&config);
 
@@ -112,7 +119,7 @@ pub async fn run(config: ServeConfig) -> ExitCode {
             timeout: config.shutdown_timeout,
         },
     ));
-    wait_for_signal().await;
+    signals.wait().await;
     stop.cancel();
     let _ = run.await;
     ExitCode::SUCCESS

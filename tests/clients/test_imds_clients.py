@@ -6,7 +6,7 @@ target/debug/passport) on free loopback ports, then lets botocore find credentia
 nothing but AWS_EC2_METADATA_SERVICE_ENDPOINT set, and checks they are exactly what
 passport's container endpoint serves (i.e. what moto's STS issued).
 
-Run: pytest tests/clients/imds_boto3.py
+Run: pytest tests/clients/test_imds_clients.py
 """
 
 import base64

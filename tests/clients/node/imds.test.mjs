@@ -9,7 +9,7 @@
 // deprecated shim over an old @smithy 1.x) and `@smithy/credential-provider-imds` 4.x,
 // which the current `@aws-sdk/credential-providers` chain uses.
 //
-// Run: cd tests/clients/node && npm install && node --test imds.mjs
+// Run: cd tests/clients/node && npm ci && node --test imds.test.mjs
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";

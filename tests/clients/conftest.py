@@ -1,0 +1,315 @@
+"""Harness for the real-client tests: moto as STS, the real passport binary, real SDKs.
+
+Nothing here is mocked. moto_server plays STS (it accepts any web-identity token and maps
+the keys it issues back to the assumed role in GetCallerIdentity), passport is the binary
+that ships (``PASSPORT_BIN``, default ``target/debug/passport``), and the clients are the
+unmodified botocore/boto3 and AWS CLI found on PATH.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ACCOUNT_ID = "111122223333"
+ROLE_NAME = "app"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/{ROLE_NAME}"
+SESSION_NAME = "clients-test"
+REGION = "us-east-1"
+
+#: Variables that would let an SDK find credentials somewhere other than passport.
+SHADOWING = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_STS",
+)
+
+STARTUP_TIMEOUT = 30.0
+EXIT_TIMEOUT = 5.0
+
+
+def passport_bin() -> Path:
+    raw = os.environ.get("PASSPORT_BIN", "target/debug/passport")
+    path = Path(raw)
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    if not path.is_file():
+        pytest.fail(f"passport binary not found at {path}: run `cargo build` first or set PASSPORT_BIN")
+    return path
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports (all held open together, so none repeats)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
+def _b64url(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def fake_jwt(lifetime: int = 3600) -> str:
+    """A well-formed, unsigned-in-effect JWT: passport checks the shape, moto checks nothing."""
+    now = int(time.time())
+    header = {"alg": "RS256", "typ": "JWT", "kid": "test-key"}
+    claims = {
+        "iss": "https://oidc.eks.us-east-1.amazonaws.com/id/TESTCLUSTER",
+        "sub": "system:serviceaccount:default:app",
+        "aud": ["sts.amazonaws.com"],
+        "iat": now,
+        "exp": now + lifetime,
+    }
+    return f"{_b64url(header)}.{_b64url(claims)}.bm90LWEtcmVhbC1zaWduYXR1cmU"
+
+
+def http_get(url: str, headers: dict | None = None, timeout: float = 2.0) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def wait_until(what: str, check, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            text = log.read_text(errors="replace") if log else ""
+            pytest.fail(f"{what}: process exited with {proc.returncode} while starting\n{text}")
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    text = log.read_text(errors="replace") if log else ""
+    pytest.fail(f"{what}: not ready after {timeout:.0f}s\n{text}")
+
+
+def stop(proc: subprocess.Popen, timeout: float = EXIT_TIMEOUT) -> int | None:
+    """SIGTERM, wait; SIGKILL if it hangs. Returns the exit code, None if it had to be killed."""
+    if proc.poll() is not None:
+        return proc.returncode
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None
+
+
+@dataclass
+class Moto:
+    port: int
+    proc: subprocess.Popen
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def caller_identity(self, access_key: str, secret_key: str, session_token: str) -> dict:
+        """GetCallerIdentity with explicit keys: moto maps them back to what it issued."""
+        sts = boto3.client(
+            "sts",
+            endpoint_url=self.url,
+            region_name=REGION,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            aws_session_token=session_token,
+        )
+        return sts.get_caller_identity()
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory) -> Moto:
+    exe = shutil.which("moto_server")
+    if exe is None:
+        pytest.fail("moto_server is not on PATH: pip install -r tests/clients/requirements.txt")
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [exe, "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    server = Moto(port, proc)
+    try:
+        wait_until("moto_server", lambda: http_get(f"{server.url}/moto-api/")[0] < 500, STARTUP_TIMEOUT, proc, log)
+        yield server
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="session")
+def web_identity_token(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("irsa") / "token"
+    path.write_text(fake_jwt())
+    return path
+
+
+def sts_flags(moto: Moto, token_file: Path) -> list[str]:
+    return [
+        "--role-arn",
+        ROLE_ARN,
+        "--token-file",
+        str(token_file),
+        "--sts-endpoint",
+        moto.url,
+        "--session-name",
+        SESSION_NAME,
+    ]
+
+
+@dataclass
+class Passport:
+    proc: subprocess.Popen
+    port: int
+    admin_port: int
+    auth_token_file: Path
+    log: Path
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/credentials"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def served(self) -> dict:
+        """What passport serves right now, fetched with its own auth token."""
+        status, body = http_get(self.url, {"Authorization": self.auth_token_file.read_text()})
+        assert status == 200, body
+        return json.loads(body)
+
+
+def start_passport(moto: Moto, token_file: Path, workdir: Path, *extra_flags: str) -> Passport:
+    port, admin_port = free_ports(2)
+    auth = workdir / "auth-token"
+    log = workdir / "passport.log"
+    cmd = [
+        str(passport_bin()),
+        "serve",
+        *sts_flags(moto, token_file),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--admin-listen",
+        f"127.0.0.1:{admin_port}",
+        "--auth-token-file",
+        str(auth),
+        "--drain-delay",
+        "0s",
+        *extra_flags,
+    ]
+    # NO_COLOR would hide escape codes in logs written to a pipe (see test_logs_...).
+    env = {k: v for k, v in os.environ.items() if k not in SHADOWING and k != "NO_COLOR"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    passport = Passport(proc, port, admin_port, auth, log)
+    return passport
+
+
+def wait_ready(passport: Passport) -> None:
+    wait_until(
+        "passport /readyz",
+        lambda: http_get(f"{passport.admin_url}/readyz")[0] == 200,
+        STARTUP_TIMEOUT,
+        passport.proc,
+        passport.log,
+    )
+
+
+def stop_passport(passport: Passport) -> None:
+    code = stop(passport.proc)
+    assert code == 0, (
+        f"passport should exit 0 within {EXIT_TIMEOUT}s of SIGTERM, got {code}\n"
+        + passport.log.read_text(errors="replace")
+    )
+
+
+@pytest.fixture(scope="session")
+def passport(moto, web_identity_token, tmp_path_factory) -> Passport:
+    """One running passport for the read-only client tests; asserts a clean exit at the end."""
+    server = start_passport(moto, web_identity_token, tmp_path_factory.mktemp("passport"))
+    try:
+        wait_ready(server)
+    except BaseException:
+        stop(server.proc)
+        raise
+    yield server
+    stop_passport(server)
+
+
+@pytest.fixture
+def client_env(tmp_path) -> dict:
+    """The environment of an application: no credentials anywhere but what a test adds."""
+    credentials = tmp_path / "aws-credentials"
+    config = tmp_path / "aws-config"
+    credentials.write_text("")
+    config.write_text("")
+    env = {k: v for k, v in os.environ.items() if k not in SHADOWING and not k.startswith("AWS_DEFAULT_")}
+    env.update(
+        {
+            "AWS_SHARED_CREDENTIALS_FILE": str(credentials),
+            "AWS_CONFIG_FILE": str(config),
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "HOME": str(tmp_path),
+        }
+    )
+    return env
+
+
+@pytest.fixture
+def container_env(client_env, passport) -> dict:
+    """client_env plus exactly the two variables passport tells applications to set."""
+    env = dict(client_env)
+    env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = passport.url
+    env["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = str(passport.auth_token_file)
+    return env
+
+
+def assumed_role_arn(session: str = SESSION_NAME) -> str:
+    return f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{ROLE_NAME}/{session}"
