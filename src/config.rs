@@ -43,6 +43,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run a command with credentials from passport (local development, like `aws-vault exec`).
     Exec(ExecArgs),
+    /// Load-test a credentials endpoint (passport's or anyone's).
+    Loadtest(crate::loadtest::LoadtestArgs),
+    /// Simulate a fleet's STS refresh schedule on virtual time.
+    SimulateFleet(crate::fleet::SimulateFleetArgs),
 }
 
 #[derive(Debug, Clone, Args)]

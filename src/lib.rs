@@ -33,6 +33,8 @@
 //! | [`clock`] | injected wall/monotonic time; `Expiration` formatting |
 //! | [`secret`] | `Secret`: redacted in `Debug`, zeroed on drop |
 //! | [`commands`] | `serve`, `exec` and the other subcommands |
+//! | [`loadtest`] | `passport loadtest`: a load generator for credential endpoints |
+//! | [`fleet`] | `passport simulate-fleet`: the refresh schedule of a fleet, on virtual time |
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -40,6 +42,8 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod credentials;
+pub mod fleet;
+pub mod loadtest;
 pub mod metrics;
 pub mod refresh;
 pub mod secret;

@@ -24,11 +24,17 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_USAGE);
     }
     let env = |name: &str| std::env::var(name).ok().or_else(|| fallback_env(name));
+    // These two build their own runtime (or none).
+    let command = match cli.command {
+        Command::Loadtest(args) => return passport::loadtest::main(&args),
+        Command::SimulateFleet(args) => return passport::fleet::main(&args),
+        other => other,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match cli.command {
+    match command {
         Command::Serve(args) => match ServeConfig::from_args(&args, &env) {
             Ok(config) => runtime.block_on(commands::serve::run(config)),
             Err(e) => usage(e),
@@ -37,6 +43,7 @@ fn main() -> ExitCode {
             Ok(config) => runtime.block_on(commands::exec::run(config)),
             Err(e) => usage(e),
         },
+        Command::Loadtest(_) | Command::SimulateFleet(_) => unreachable!("handled above"),
     }
 }
 
