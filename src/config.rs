@@ -48,6 +48,10 @@ pub enum Command {
     TrustPolicy(crate::trust::TrustPolicyArgs),
     /// Add the passport sidecar to Kubernetes workloads: YAML in (file or stdin), YAML out.
     Inject(crate::inject::InjectArgs),
+    /// Load-test a credentials endpoint (passport's or anyone's).
+    Loadtest(crate::loadtest::LoadtestArgs),
+    /// Simulate a fleet's STS refresh schedule on virtual time.
+    SimulateFleet(crate::fleet::SimulateFleetArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -36,6 +36,8 @@
 //! | [`trust`] | IRSA role trust policies: generating one, explaining a refusal |
 //! | [`inject`] | `passport inject`: the Kubernetes pod-spec pieces, added to workload YAML |
 //! | [`commands`] | `serve`, `exec` and the other subcommands |
+//! | [`loadtest`] | `passport loadtest`: a load generator for credential endpoints |
+//! | [`fleet`] | `passport simulate-fleet`: the refresh schedule of a fleet, on virtual time |
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -43,7 +45,9 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod credentials;
+pub mod fleet;
 pub mod inject;
+pub mod loadtest;
 pub mod logging;
 pub mod metrics;
 pub mod refresh;

@@ -24,10 +24,6 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_USAGE);
     }
     let env = |name: &str| std::env::var(name).ok().or_else(|| fallback_env(name));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
     match cli.command {
         Command::Serve(args) if args.print_env => match passport::config::print_env_target(&args) {
             Ok((listen, file)) => {
@@ -40,11 +36,11 @@ fn main() -> ExitCode {
             Err(e) => usage(e),
         },
         Command::Serve(args) => match ServeConfig::from_args(&args, &env) {
-            Ok(config) => runtime.block_on(commands::serve::run(config)),
+            Ok(config) => block_on(commands::serve::run(config)),
             Err(e) => usage(e),
         },
         Command::Exec(args) => match ExecConfig::from_args(&args, &env) {
-            Ok(config) => runtime.block_on(commands::exec::run(config)),
+            Ok(config) => block_on(commands::exec::run(config)),
             Err(e) => usage(e),
         },
         Command::TrustPolicy(args) => match passport::trust::render(&args) {
@@ -55,7 +51,20 @@ fn main() -> ExitCode {
             Err(e) => usage(e),
         },
         Command::Inject(args) => passport::inject::run(&args),
+        // The load generator builds its own multi-thread runtime; the simulation needs none.
+        Command::Loadtest(args) => passport::loadtest::main(&args),
+        Command::SimulateFleet(args) => passport::fleet::main(&args),
     }
+}
+
+/// The sidecar runs on one thread: handlers are a snapshot load and a buffer clone, so a
+/// second worker would only add cross-thread wake-ups (and a core a sidecar rarely has).
+fn block_on(future: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(future)
 }
 
 fn usage(e: impl std::fmt::Display) -> ExitCode {

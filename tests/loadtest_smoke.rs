@@ -1,0 +1,173 @@
+//! CI smoke for `passport loadtest` against a real `Sidecar` with a fake credential source:
+//! correctness only (zero errors, every body valid, no STS calls per request), no timing.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use passport::clock::SystemClock;
+use passport::loadtest::{self, LoadtestConfig, Stop};
+use passport::secret::Secret;
+use passport::server::ServerSettings;
+use passport::server::imds::ImdsSettings;
+use passport::sidecar::{Shutdown, Sidecar};
+use tokio_util::sync::CancellationToken;
+
+struct Running {
+    base: String,
+    url: String,
+    metrics_url: String,
+    sts: Arc<FakeSts>,
+    access_key_id: String,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = write_token(dir.path(), "system:serviceaccount:bench:loadtest");
+    let sts = FakeSts::new(Arc::new(SystemClock));
+    let settings = ServerSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+        auth_token: Secret::new(AUTH),
+        max_connections: 2048,
+        header_read_timeout: Duration::from_secs(5),
+        imds: ImdsSettings::from_role_arn(ROLE_ARN, "us-east-1", false),
+    };
+    let sidecar = Sidecar::bind(
+        refresh_settings(token_file),
+        settings,
+        sts.clone(),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", sidecar.local_addr());
+    let url = format!("{base}/v1/credentials");
+    let metrics_url = format!("http://{}/metrics", sidecar.admin_addr().unwrap());
+    let shared = sidecar.shared();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(sidecar.run(
+        stop.clone(),
+        Shutdown {
+            drain_delay: Duration::ZERO,
+            timeout: Duration::from_secs(1),
+        },
+    ));
+    tokio::time::timeout(Duration::from_secs(10), shared.first_credentials())
+        .await
+        .unwrap();
+    let access_key_id = sts.last_issued().access_key_id;
+    Running {
+        base,
+        url,
+        metrics_url,
+        sts,
+        access_key_id,
+        stop,
+        task,
+        _dir: dir,
+    }
+}
+
+fn config(r: &Running) -> LoadtestConfig {
+    let mut c = LoadtestConfig::new(&r.url);
+    c.auth_token = Some(AUTH.into());
+    c.metrics_url = Some(r.metrics_url.clone());
+    c.expect_access_key_id = Some(r.access_key_id.clone());
+    c.concurrency = 16;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_new_connection_and_fixed_rate_are_clean() {
+    let r = start().await;
+    let calls_before = r.sts.calls();
+
+    let mut c = config(&r);
+    c.stop = Stop::Requests(2_000);
+    let report = loadtest::run(c).await.unwrap();
+    assert!(report.clean(), "{}", loadtest::render(&report));
+    assert_eq!(report.fetches, 2_000);
+    assert_eq!(report.valid_bodies, 2_000);
+    assert_eq!(report.statuses.get(&200), Some(&2_000));
+    assert_eq!(report.sts_calls, Some(0));
+
+    let mut c = config(&r);
+    c.stop = Stop::Requests(200);
+    c.new_connection = true;
+    let report = loadtest::run(c).await.unwrap();
+    assert!(report.clean(), "{}", loadtest::render(&report));
+    assert_eq!(report.valid_bodies, 200);
+    assert_eq!(report.sts_calls, Some(0));
+
+    // Fixed rate: 1,000/s for 0.3 s is ~300 fetches, whatever the concurrency.
+    let mut c = config(&r);
+    c.stop = Stop::After(Duration::from_millis(300));
+    c.rate = Some(1_000.0);
+    let report = loadtest::run(c).await.unwrap();
+    assert!(report.clean(), "{}", loadtest::render(&report));
+    assert!((250..=310).contains(&report.fetches), "{}", report.fetches);
+
+    assert_eq!(r.sts.calls(), calls_before);
+    r.stop.cancel();
+    r.task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_answers_are_not_throughput() {
+    let r = start().await;
+    // Wrong token: every answer is a 403, counted as such, and the run is not clean.
+    let mut c = config(&r);
+    c.auth_token = Some("wrong".into());
+    c.stop = Stop::Requests(50);
+    let report = loadtest::run(c).await.unwrap();
+    assert!(!report.clean());
+    assert_eq!(report.statuses.get(&403), Some(&50));
+    assert_eq!(report.valid_bodies, 0);
+    // Another key than expected: invalid bodies.
+    let mut c = config(&r);
+    c.expect_access_key_id = Some("ASIAOTHER".into());
+    c.stop = Stop::Requests(20);
+    let report = loadtest::run(c).await.unwrap();
+    assert_eq!(report.errors.invalid_body, 20);
+    assert!(!report.clean());
+    r.stop.cancel();
+    r.task.await.unwrap();
+
+    // Nothing listening: connect errors, no hang.
+    let mut c = LoadtestConfig::new("http://127.0.0.1:1/v1/credentials");
+    c.concurrency = 2;
+    c.stop = Stop::Requests(10);
+    let report = loadtest::run(c).await.unwrap();
+    assert_eq!(report.errors.connect, 10);
+    assert_eq!(report.fetches, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imds_sequence_against_passport() {
+    let r = start().await;
+    for new_connection in [false, true] {
+        let mut c = LoadtestConfig::new(&r.base);
+        c.imds = true;
+        c.concurrency = 4;
+        c.new_connection = new_connection;
+        c.metrics_url = Some(r.metrics_url.clone());
+        c.expect_access_key_id = Some(r.access_key_id.clone());
+        c.stop = Stop::Requests(100);
+        let report = loadtest::run(c).await.unwrap();
+        assert!(report.clean(), "{}", loadtest::render(&report));
+        assert_eq!(
+            report.http_requests, 300,
+            "token PUT, role listing, credentials per fetch"
+        );
+        assert_eq!(report.valid_bodies, 100);
+        assert_eq!(report.sts_calls, Some(0));
+    }
+    r.stop.cancel();
+    r.task.await.unwrap();
+}
