@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod credentials;
+pub mod emulator;
 pub mod metrics;
 pub mod refresh;
 pub mod secret;
