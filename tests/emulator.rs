@@ -496,3 +496,56 @@ async fn http(emu: &Emulator, method: &str, path: &str, body: &str) -> (u16, Str
         .unwrap_or_default();
     (status, body)
 }
+
+/// A wall clock the test moves by hand.
+struct SteppedClock(std::sync::atomic::AtomicU64);
+
+impl passport::clock::Clock for SteppedClock {
+    fn wall(&self) -> SystemTime {
+        SystemTime::now() + Duration::from_secs(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+#[tokio::test]
+async fn expired_session_credentials_get_expired_token() {
+    let clock = std::sync::Arc::new(SteppedClock(0.into()));
+    let emu = Emulator::start(EmulatorConfig {
+        clock: clock.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let token = emu.mint(&MintRequest::new("default", "app")).unwrap();
+    let out = assume(&emu, "passport-demo", &token, "expiring", Some(900))
+        .await
+        .unwrap();
+    let c = out.credentials().unwrap();
+    let vended = Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_owned()),
+        None,
+        "test",
+    );
+    client(&emu, Some(vended.clone()))
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap();
+    clock.0.store(901, std::sync::atomic::Ordering::SeqCst);
+    let err = client(&emu, Some(vended))
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(code_of)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        (
+            "ExpiredToken".into(),
+            "The security token included in the request is expired".into(),
+            403
+        )
+    );
+    emu.shutdown().await;
+}
