@@ -48,10 +48,21 @@ pub enum Command {
     TrustPolicy(crate::trust::TrustPolicyArgs),
     /// Add the passport sidecar to Kubernetes workloads: YAML in (file or stdin), YAML out.
     Inject(crate::inject::InjectArgs),
+    /// Run a local OIDC issuer and STS emulator on loopback (no AWS account needed).
+    Emulator(crate::emulator::cli::EmulatorArgs),
+    /// Service-account tokens, minted like the kubelet projects them.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Load-test a credentials endpoint (passport's or anyone's).
     Loadtest(crate::loadtest::LoadtestArgs),
     /// Simulate a fleet's STS refresh schedule on virtual time.
     SimulateFleet(crate::fleet::SimulateFleetArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a projected-style service-account token into a file (optionally keep rotating it).
+    Mint(crate::emulator::cli::TokenMintArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -33,6 +33,7 @@
 //! | [`metrics`] | Prometheus counters and histogram on atomics |
 //! | [`clock`] | injected wall/monotonic time; `Expiration` formatting |
 //! | [`secret`] | `Secret`: redacted in `Debug`, zeroed on drop |
+//! | [`emulator`] | local OIDC issuer + STS emulator (`passport emulator`, `token mint`, `demo`); never on the serving path |
 //! | [`trust`] | IRSA role trust policies: generating one, explaining a refusal |
 //! | [`inject`] | `passport inject`: the Kubernetes pod-spec pieces, added to workload YAML |
 //! | [`commands`] | `serve`, `exec` and the other subcommands |
@@ -45,6 +46,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod credentials;
+pub mod emulator;
 pub mod fleet;
 pub mod inject;
 pub mod loadtest;

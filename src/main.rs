@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use clap::error::ErrorKind;
 use passport::commands::{self, EXIT_USAGE};
-use passport::config::{Cli, Command, ExecConfig, ServeConfig};
+use passport::config::{Cli, Command, ExecConfig, ServeConfig, TokenCommand};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -54,17 +54,30 @@ fn main() -> ExitCode {
         // The load generator builds its own multi-thread runtime; the simulation needs none.
         Command::Loadtest(args) => passport::loadtest::main(&args),
         Command::SimulateFleet(args) => passport::fleet::main(&args),
+        Command::Emulator(args) => emulator_result(block_on(async {
+            passport::emulator::cli::run_emulator(args).await
+        })),
+        Command::Token(TokenCommand::Mint(args)) => emulator_result(block_on(async {
+            passport::emulator::cli::run_token_mint(args).await
+        })),
     }
 }
 
 /// The sidecar runs on one thread: handlers are a snapshot load and a buffer clone, so a
 /// second worker would only add cross-thread wake-ups (and a core a sidecar rarely has).
-fn block_on(future: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime")
         .block_on(future)
+}
+
+fn emulator_result(result: Result<(), passport::emulator::cli::CliError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => usage(format!("passport: {e}\n")),
+    }
 }
 
 fn usage(e: impl std::fmt::Display) -> ExitCode {
