@@ -44,10 +44,14 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run a command with credentials from passport (local development, like `aws-vault exec`).
     Exec(ExecArgs),
+    /// Validate the IRSA setup as an application sees it, and say what is wrong.
+    Check(crate::check::CheckArgs),
     /// Print the IAM role trust policy that lets exactly one service account assume the role.
     TrustPolicy(crate::trust::TrustPolicyArgs),
     /// Add the passport sidecar to Kubernetes workloads: YAML in (file or stdin), YAML out.
     Inject(crate::inject::InjectArgs),
+    /// The whole IRSA path on this machine: issuer, STS emulator, rotating token, sidecar, report.
+    Demo(crate::commands::demo::DemoArgs),
     /// Run a local OIDC issuer and STS emulator on loopback (no AWS account needed).
     Emulator(crate::emulator::cli::EmulatorArgs),
     /// Service-account tokens, minted like the kubelet projects them.

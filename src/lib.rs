@@ -36,12 +36,14 @@
 //! | [`emulator`] | local OIDC issuer + STS emulator (`passport emulator`, `token mint`, `demo`); never on the serving path |
 //! | [`trust`] | IRSA role trust policies: generating one, explaining a refusal |
 //! | [`inject`] | `passport inject`: the Kubernetes pod-spec pieces, added to workload YAML |
+//! | [`check`] | `passport check`: the identity validator that says why |
 //! | [`commands`] | `serve`, `exec` and the other subcommands |
 //! | [`loadtest`] | `passport loadtest`: a load generator for credential endpoints |
 //! | [`fleet`] | `passport simulate-fleet`: the refresh schedule of a fleet, on virtual time |
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod check;
 pub mod clock;
 pub mod commands;
 pub mod config;

@@ -43,6 +43,30 @@ fn main() -> ExitCode {
             Ok(config) => block_on(commands::exec::run(config)),
             Err(e) => usage(e),
         },
+        Command::Demo(args) => block_on(commands::demo::run(args)),
+        Command::Check(args) => block_on(async {
+            let report = passport::check::run(
+                &args,
+                &passport::check::Inputs {
+                    env: &env,
+                    now: std::time::SystemTime::now(),
+                },
+            )
+            .await;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("report serialises")
+                );
+            } else {
+                print!("{}", report.human());
+            }
+            if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }),
         Command::TrustPolicy(args) => match passport::trust::render(&args) {
             Ok(policy) => {
                 print!("{policy}");

@@ -5,6 +5,7 @@
 use serde_json::json;
 
 use crate::config::ConfigErrors;
+use crate::emulator::trust_policy::provider_arn;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrustPolicyArgs {
@@ -28,15 +29,6 @@ pub struct TrustPolicyArgs {
     pub audience: String,
 }
 
-/// `https://oidc.example/id/X` -> `oidc.example/id/X`, the form IAM uses in ARNs and
-/// condition keys.
-pub fn provider_path(issuer: &str) -> &str {
-    issuer
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-}
-
 /// The trust policy JSON, or every problem with the arguments.
 pub fn render(args: &TrustPolicyArgs) -> Result<String, ConfigErrors> {
     let mut problems = Vec::new();
@@ -58,10 +50,7 @@ pub fn render(args: &TrustPolicyArgs) -> Result<String, ConfigErrors> {
             if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
                 problems.push(format!("--account-id {account:?}: expected 12 digits"));
             }
-            Some(format!(
-                "arn:aws:iam::{account}:oidc-provider/{}",
-                provider_path(issuer)
-            ))
+            Some(provider_arn(account, issuer))
         }
         (Some(_), None, None) => {
             problems.push("--account-id is required with --issuer".into());

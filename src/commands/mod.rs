@@ -1,6 +1,7 @@
 //! Subcommands other than the library's core: each turns a validated config into a
 //! running process and an exit code.
 
+pub mod demo;
 pub mod exec;
 pub mod serve;
 

@@ -1,0 +1,231 @@
+//! `passport demo`: the whole IRSA path on one machine, no AWS account, no network.
+//!
+//! Starts the built-in OIDC issuer and STS emulator on ephemeral loopback ports, mints a
+//! projected-style service-account token into a temp directory (kubelet `..data` layout)
+//! and keeps rotating it, runs the sidecar against them, prints the `export` lines for a
+//! second shell, then a validation report (`passport check` against what it just started:
+//! environment, token, both endpoints, and the identity the emulator's GetCallerIdentity
+//! verifies from a SigV4 signature), and serves until Ctrl-C.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::error;
+
+use super::{EXIT_UNAVAILABLE, Signals};
+use crate::clock::SystemClock;
+use crate::config::sanitize_session_name;
+use crate::emulator::mint::{self, MintRequest, TokenOutput};
+use crate::emulator::{Emulator, EmulatorConfig, SigningKey};
+use crate::refresh::RefreshSettings;
+use crate::server::ServerSettings;
+use crate::server::imds::ImdsSettings;
+use crate::sidecar::{Shutdown, Sidecar};
+use crate::sts::{StsSettings, StsSource};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Address for passport's credentials endpoints (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
+    /// Kubernetes namespace written into the minted token.
+    #[arg(long, default_value = "demo")]
+    pub namespace: String,
+    /// Service account written into the minted token.
+    #[arg(long, default_value = "demo-app")]
+    pub service_account: String,
+    /// Rotate the token this often, as the kubelet does.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub rotate_every: Duration,
+    /// Session duration asked of the emulated STS (900..43200).
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u32).range(900..=43200))]
+    pub duration_seconds: u32,
+}
+
+/// The demo's role: the emulator creates it, trusting its own issuer.
+const DEMO_ROLE: &str = "passport-demo";
+const REGION: &str = "us-east-1";
+
+pub async fn run(args: DemoArgs) -> ExitCode {
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %e, "cannot install signal handlers");
+            return super::exit(EXIT_UNAVAILABLE);
+        }
+    };
+    match start_and_serve(args, signals).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = %e, "demo failed");
+            super::exit(EXIT_UNAVAILABLE)
+        }
+    }
+}
+
+async fn start_and_serve(args: DemoArgs, signals: Signals) -> Result<(), String> {
+    let key = Arc::new(SigningKey::generate().map_err(|e| e.to_string())?);
+    let emulator = Emulator::start(EmulatorConfig {
+        signing_key: Some(key.clone()),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let issuer = emulator.issuer_url().to_owned();
+    let sts_url = emulator.sts_url();
+    let role_arn = emulator.role_arn(DEMO_ROLE);
+
+    let dir = tempfile::Builder::new()
+        .prefix("passport-demo-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let token_output = TokenOutput::Kubelet {
+        dir: dir.path().join("serviceaccount"),
+        file: "token".into(),
+    };
+    let token_file = token_output.path();
+    std::fs::create_dir_all(dir.path().join("serviceaccount")).map_err(|e| e.to_string())?;
+    let mut mint_request = MintRequest::new(&args.namespace, &args.service_account);
+    mint_request.pod_name = Some(format!("{}-demo", args.service_account));
+    let pod = mint_request.pod_name.clone().unwrap_or_default();
+    // Write the first token now, so the sidecar's first exchange finds it.
+    let first = mint::mint_token(&key, &issuer, &mint_request, std::time::SystemTime::now())
+        .map_err(|e| e.to_string())?;
+    token_output.write(&first).map_err(|e| e.to_string())?;
+    let stop_rotation = CancellationToken::new();
+    let rotation = {
+        let (key, issuer, request, output, stop) = (
+            key.clone(),
+            issuer.clone(),
+            mint_request.clone(),
+            token_output.clone(),
+            stop_rotation.clone(),
+        );
+        let every = args.rotate_every;
+        tokio::spawn(async move {
+            // `rotate` mints at once and then every period; the first token is already there.
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.cancelled() => return,
+            }
+            if let Err(e) =
+                mint::rotate(&key, &issuer, &request, &output, every, stop.cancelled()).await
+            {
+                error!(error = %e, "token rotation stopped");
+            }
+        })
+    };
+
+    let auth_file = dir.path().join("auth-token");
+    let auth_token = crate::auth::generate();
+    crate::auth::write_token_file(&auth_file, &auth_token, 0o600).map_err(|e| e.to_string())?;
+    let refresh = RefreshSettings {
+        role_arn: role_arn.clone(),
+        session_name: sanitize_session_name(&format!("{}.{pod}", args.namespace)),
+        duration_seconds: args.duration_seconds,
+        token_file: token_file.clone(),
+        attempt_timeout: Duration::from_secs(10),
+    };
+    let server = ServerSettings {
+        listen: args.listen,
+        admin_listen: Some("127.0.0.1:0".parse().expect("literal address")),
+        auth_token,
+        max_connections: 1024,
+        header_read_timeout: Duration::from_secs(5),
+        imds: ImdsSettings::from_role_arn(&role_arn, REGION, false),
+    };
+    let source = Arc::new(StsSource::new(&StsSettings {
+        region: REGION.into(),
+        endpoint: Some(sts_url.clone()),
+        connect_timeout: Duration::from_secs(2),
+        attempt_timeout: Duration::from_secs(10),
+    }));
+    let sidecar = Sidecar::bind(refresh, server, source, Arc::new(SystemClock))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (listen, admin) = (
+        sidecar.local_addr(),
+        sidecar.admin_addr().expect("admin listener"),
+    );
+    let shared = sidecar.shared();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(sidecar.run(
+        stop.clone(),
+        Shutdown {
+            drain_delay: Duration::ZERO,
+            timeout: Duration::from_secs(2),
+        },
+    ));
+    if tokio::time::timeout(Duration::from_secs(30), shared.first_credentials())
+        .await
+        .is_err()
+    {
+        stop.cancel();
+        let _ = running.await;
+        return Err(format!(
+            "no credentials from the emulator within 30 s: {}",
+            String::from_utf8_lossy(&shared.snapshot.load().unavailable_body)
+        ));
+    }
+
+    let creds_url = format!("http://{listen}{}", crate::server::container::PATH);
+    let imds_url = format!("http://{listen}");
+    println!("passport demo: the IRSA path on this machine, no AWS account needed\n");
+    println!("  OIDC issuer   {issuer}  (/.well-known/openid-configuration, /keys)");
+    println!("  STS emulator  {sts_url}  (role {role_arn})");
+    println!(
+        "  token         {}  (system:serviceaccount:{}:{}, rotated every {})",
+        token_file.display(),
+        args.namespace,
+        args.service_account,
+        humantime::format_duration(args.rotate_every)
+    );
+    println!("  passport      {creds_url}  (IMDS {imds_url}, admin http://{admin}/readyz)\n");
+    println!("In a second shell:\n");
+    print!("{}", super::serve::env_lines(listen, &auth_file, true));
+    println!("export AWS_ENDPOINT_URL_STS={sts_url}");
+    println!("export AWS_REGION={REGION}");
+    println!("export AWS_DEFAULT_REGION={REGION}");
+    println!("aws sts get-caller-identity   # the emulator verifies the SigV4 signature\n");
+
+    let env = |k: &str| -> Option<String> {
+        match k {
+            "AWS_WEB_IDENTITY_TOKEN_FILE" => Some(token_file.display().to_string()),
+            "AWS_ROLE_ARN" => Some(role_arn.clone()),
+            "AWS_REGION" | "AWS_DEFAULT_REGION" => Some(REGION.into()),
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI" => Some(creds_url.clone()),
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE" => Some(auth_file.display().to_string()),
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT" => Some(imds_url.clone()),
+            "AWS_ENDPOINT_URL_STS" => Some(sts_url.clone()),
+            _ => None,
+        }
+    };
+    let check_args = crate::check::CheckArgs {
+        json: false,
+        trust_policy: None,
+        sts_endpoint: None,
+        no_identity: false,
+    };
+    let report = crate::check::run(
+        &check_args,
+        &crate::check::Inputs {
+            env: &env,
+            now: std::time::SystemTime::now(),
+        },
+    )
+    .await;
+    println!("Validation report\n");
+    print!("{}", report.human());
+    println!("\nServing until Ctrl-C.");
+
+    signals.wait().await;
+    stop.cancel();
+    let _ = running.await;
+    stop_rotation.cancel();
+    let _ = rotation.await;
+    // No graceful wait: the demo's own clients are the emulator's only callers.
+    drop(emulator);
+    Ok(())
+}
