@@ -1,66 +1,33 @@
 //! Contract tests for the IMDS endpoint (client-compat.md §2.2), against a real `Sidecar`
-//! on 127.0.0.1:0 with an in-process fake STS and a `ManualClock`.
+//! on 127.0.0.1:0 with common's fake STS and a `ManualClock`.
 //!
-//! HTTP is spoken with blocking `std::net::TcpStream`s inside `spawn_blocking`: while a
-//! blocking task runs, tokio does not auto-advance paused time, so a request in flight can
-//! never let the runtime jump to the next timer (the refresher's, hyper's header timeout)
-//! and expire a token behind the test's back. Time moves only with `tokio::time::advance`.
+//! HTTP is spoken with common's `http_paused` (blocking `std::net::TcpStream`s inside
+//! `spawn_blocking`), so paused time moves only with `tokio::time::advance` and a request in
+//! flight can never expire a token behind the test's back.
 
-use std::io::{Read, Write};
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
+use common::*;
 use passport::clock::{Clock, ManualClock, format_rfc3339_seconds};
-use passport::credentials::Credentials;
 use passport::refresh::{RefreshSettings, Shared};
 use passport::secret::Secret;
 use passport::server::ServerSettings;
 use passport::server::imds::{ImdsSettings, SessionTokens, TOKEN_LEN};
 use passport::sidecar::{Shutdown, Sidecar};
-use passport::sts::{AssumeRoleRequest, BoxFuture, CredentialSource, ErrorClass, SourceError};
+use passport::sts::ErrorClass;
 use tokio_util::sync::CancellationToken;
 
-const ROLE_ARN: &str = "arn:aws:iam::111122223333:role/team/app";
+/// A path in the role ARN: IMDS lists the role name, its last segment.
+const IMDS_ROLE_ARN: &str = "arn:aws:iam::111122223333:role/team/app";
 const ROLE: &str = "app";
 const ACCESS_KEY: &str = "ASIAFAKEIMDS00000001";
+/// Characters the JSON answer must escape.
 const SECRET_KEY: &str = "fake/secret+key\"with\\quotes";
 const SESSION_TOKEN: &str = "FwoGZXIvYXdzEFakeSessionToken==";
-const JWT: &str =
-    "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVmYXVsdDphcHAifQ.c2ln";
-
-/// STS stand-in: one-hour credentials by the injected wall clock, or a failure.
-struct FakeSts {
-    clock: Arc<ManualClock>,
-    fail: AtomicBool,
-}
-
-impl CredentialSource for FakeSts {
-    fn assume_role<'a>(
-        &'a self,
-        _request: &'a AssumeRoleRequest,
-    ) -> BoxFuture<'a, Result<Credentials, SourceError>> {
-        Box::pin(async move {
-            if self.fail.load(Ordering::SeqCst) {
-                return Err(SourceError::new(
-                    ErrorClass::Transient,
-                    "IDPCommunicationError",
-                    "fake STS is down",
-                ));
-            }
-            Ok(Credentials {
-                access_key_id: ACCESS_KEY.into(),
-                secret_access_key: Secret::new(SECRET_KEY),
-                session_token: Secret::new(SESSION_TOKEN),
-                expiration: self.clock.wall() + Duration::from_secs(3600),
-                assumed_role_arn: Some(
-                    "arn:aws:sts::111122223333:assumed-role/app/imds-test".into(),
-                ),
-            })
-        })
-    }
-}
 
 struct Harness {
     addr: SocketAddr,
@@ -77,25 +44,19 @@ impl Harness {
         self.running.await.unwrap();
     }
 
-    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
-        http(self.addr, "GET", path, headers).await
+    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        http_paused(self.addr, "GET", path, headers).await
     }
 
     async fn token(&self, ttl: &str) -> String {
-        let r = http(
-            self.addr,
-            "PUT",
-            "/latest/api/token",
-            &[("X-aws-ec2-metadata-token-ttl-seconds", ttl)],
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.body);
-        r.body
+        let r = http_paused(self.addr, "PUT", "/latest/api/token", &[(TTL, ttl)]).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.text().to_owned()
     }
 }
 
 fn settings(allow_v1: bool) -> Option<ImdsSettings> {
-    ImdsSettings::from_role_arn(ROLE_ARN, "eu-west-1", allow_v1)
+    ImdsSettings::from_role_arn(IMDS_ROLE_ARN, "eu-west-1", allow_v1)
 }
 
 async fn start(imds: Option<ImdsSettings>, sts_up: bool) -> Harness {
@@ -107,31 +68,35 @@ async fn start(imds: Option<ImdsSettings>, sts_up: bool) -> Harness {
     .await
 }
 
+/// A sidecar whose STS issues the fixed keys above for one hour (by the injected wall
+/// clock), or is down (`sts_up == false`).
 async fn start_at(imds: Option<ImdsSettings>, sts_up: bool, wall: SystemTime) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, JWT).unwrap();
+    let token_file = write_token(dir.path(), "system:serviceaccount:default:app");
     let clock = Arc::new(ManualClock::new(wall));
-    let source = Arc::new(FakeSts {
-        clock: clock.clone(),
-        fail: AtomicBool::new(!sts_up),
+    let sts = FakeSts::new(clock.clone());
+    sts.set_default(if sts_up {
+        Behaviour::IssueKeys {
+            access_key_id: ACCESS_KEY,
+            secret_access_key: SECRET_KEY,
+            session_token: SESSION_TOKEN,
+        }
+    } else {
+        Behaviour::Fail(error(ErrorClass::Transient, "IDPCommunicationError"))
     });
     let refresh = RefreshSettings {
-        role_arn: ROLE_ARN.into(),
-        session_name: "imds-test".into(),
-        duration_seconds: 3600,
-        token_file,
-        attempt_timeout: Duration::from_secs(5),
+        role_arn: IMDS_ROLE_ARN.into(),
+        ..refresh_settings(token_file)
     };
     let server = ServerSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: None,
-        auth_token: Secret::new("a".repeat(64)),
+        auth_token: Secret::new(AUTH),
         max_connections: 64,
         header_read_timeout: Duration::from_secs(5),
         imds,
     };
-    let sidecar = Sidecar::bind(refresh, server, source, clock.clone())
+    let sidecar = Sidecar::bind(refresh, server, sts, clock.clone())
         .await
         .unwrap()
         .with_seed(7);
@@ -158,64 +123,6 @@ async fn start_at(imds: Option<ImdsSettings>, sts_up: bool, wall: SystemTime) ->
     }
 }
 
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", self.body))
-    }
-}
-
-/// One request on its own connection, raw bytes allowed in header values.
-async fn http_raw(addr: SocketAddr, head: Vec<u8>) -> Resp {
-    tokio::task::spawn_blocking(move || {
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        stream.write_all(&head).unwrap();
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).unwrap();
-        let text = String::from_utf8(raw).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
-        let mut lines = head.split("\r\n");
-        let status = lines.next().unwrap().split(' ').nth(1).unwrap();
-        Resp {
-            status: status.parse().unwrap(),
-            headers: lines
-                .map(|l| {
-                    let (k, v) = l.split_once(':').unwrap();
-                    (k.trim().to_owned(), v.trim().to_owned())
-                })
-                .collect(),
-            body: body.to_owned(),
-        }
-    })
-    .await
-    .unwrap()
-}
-
-async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    http_raw(addr, head.into_bytes()).await
-}
-
 const TOKEN: &str = "X-aws-ec2-metadata-token";
 const TTL: &str = "X-aws-ec2-metadata-token-ttl-seconds";
 const LISTING: &str = "/latest/meta-data/iam/security-credentials/";
@@ -234,7 +141,7 @@ async fn token_ttl_bounds() {
         ("-1", 400),
         ("", 400),
     ] {
-        let r = http(h.addr, "PUT", "/latest/api/token", &[(TTL, ttl)]).await;
+        let r = http_paused(h.addr, "PUT", "/latest/api/token", &[(TTL, ttl)]).await;
         assert_eq!(r.status, status, "ttl {ttl:?}: {r:?}");
         if status == 200 {
             assert_eq!(r.header(TTL), Some(ttl), "TTL echoed");
@@ -242,7 +149,7 @@ async fn token_ttl_bounds() {
             assert_eq!(r.body.len(), TOKEN_LEN);
         }
     }
-    let missing = http(h.addr, "PUT", "/latest/api/token", &[]).await;
+    let missing = http_paused(h.addr, "PUT", "/latest/api/token", &[]).await;
     assert_eq!(missing.status, 400);
     h.stop().await;
 }
@@ -251,7 +158,7 @@ async fn token_ttl_bounds() {
 async fn x_forwarded_for_is_refused_on_put_and_get() {
     let h = start(settings(true), true).await;
     let xff = ("X-Forwarded-For", "203.0.113.7");
-    let r = http(h.addr, "PUT", "/latest/api/token", &[(TTL, "21600"), xff]).await;
+    let r = http_paused(h.addr, "PUT", "/latest/api/token", &[(TTL, "21600"), xff]).await;
     assert_eq!(r.status, 403, "{r:?}");
     let token = h.token("21600").await;
     let r = h.get(LISTING, &[(TOKEN, &token), xff]).await;
@@ -270,18 +177,18 @@ async fn x_forwarded_for_is_refused_on_put_and_get() {
 #[tokio::test(start_paused = true)]
 async fn methods() {
     let h = start(settings(false), true).await;
-    let r = http(h.addr, "GET", "/latest/api/token", &[(TTL, "60")]).await;
+    let r = http_paused(h.addr, "GET", "/latest/api/token", &[(TTL, "60")]).await;
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("PUT"));
     let token = h.token("60").await;
-    let r = http(h.addr, "POST", LISTING, &[(TOKEN, &token)]).await;
+    let r = http_paused(h.addr, "POST", LISTING, &[(TOKEN, &token)]).await;
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("GET, HEAD"));
-    let r = http(h.addr, "PUT", LISTING, &[(TOKEN, &token)]).await;
+    let r = http_paused(h.addr, "PUT", LISTING, &[(TOKEN, &token)]).await;
     assert_eq!(r.status, 405);
-    let r = http(h.addr, "HEAD", LISTING, &[(TOKEN, &token)]).await;
+    let r = http_paused(h.addr, "HEAD", LISTING, &[(TOKEN, &token)]).await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.body, "", "HEAD has no body");
+    assert_eq!(r.text(), "", "HEAD has no body");
     h.stop().await;
 }
 
@@ -344,7 +251,7 @@ async fn forged_malformed_oversized_and_foreign_tokens_get_401() {
         format!("GET {LISTING} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{TOKEN}: ")
             .into_bytes();
     head.extend_from_slice(b"\xff\xfe\x80abc\r\n\r\n");
-    assert_eq!(http_raw(h.addr, head).await.status, 401);
+    assert_eq!(http_raw_paused(h.addr, head).await.status, 401);
     h.stop().await;
     other.stop().await;
 }
@@ -360,7 +267,7 @@ async fn v1_is_refused_by_default_and_allowed_with_the_flag() {
 
     let h = start(settings(true), true).await;
     let r = h.get(LISTING, &[]).await;
-    assert_eq!((r.status, r.body.as_str()), (200, ROLE));
+    assert_eq!((r.status.as_u16(), r.text()), (200, ROLE));
     let r = h.get(&format!("{LISTING}{ROLE}"), &[]).await.json();
     assert_eq!(r["AccessKeyId"], ACCESS_KEY);
     // A token that is present must be valid, as with real IMDS in optional mode.
@@ -381,7 +288,7 @@ async fn credentials_paths() {
     ] {
         let r = h.get(listing, &auth).await;
         assert_eq!(r.status, 200);
-        assert_eq!(r.body, ROLE, "exactly the role name, no newline");
+        assert_eq!(r.text(), ROLE, "exactly the role name, no newline");
         assert_eq!(r.header("content-type"), Some("text/plain"));
     }
 
@@ -456,14 +363,14 @@ async fn region_paths() {
     let t = h.token("60").await;
     let auth = [(TOKEN, t.as_str())];
     let r = h.get("/latest/meta-data/placement/region", &auth).await;
-    assert_eq!((r.status, r.body.as_str()), (200, "eu-west-1"));
+    assert_eq!((r.status.as_u16(), r.text()), (200, "eu-west-1"));
     // botocore's region fetcher asks with a trailing slash.
     for az in [
         "/latest/meta-data/placement/availability-zone",
         "/latest/meta-data/placement/availability-zone/",
     ] {
         let r = h.get(az, &auth).await;
-        assert_eq!((r.status, r.body.as_str()), (200, "eu-west-1a"), "{az}");
+        assert_eq!((r.status.as_u16(), r.text()), (200, "eu-west-1a"), "{az}");
     }
     let doc = h
         .get("/latest/dynamic/instance-identity/document", &auth)
@@ -492,7 +399,7 @@ async fn unavailable_before_first_credentials() {
     let t = h.token("60").await;
     let auth = [(TOKEN, t.as_str())];
     // The listing is configuration; it answers.
-    assert_eq!(h.get(LISTING, &auth).await.body, ROLE);
+    assert_eq!(h.get(LISTING, &auth).await.text(), ROLE);
     for path in [
         format!("{LISTING}{ROLE}"),
         format!("/latest/meta-data/iam/security-credentials-extended/{ROLE}"),
@@ -511,7 +418,7 @@ async fn unavailable_before_first_credentials() {
 #[tokio::test(start_paused = true)]
 async fn disabled_imds_is_404() {
     let h = start(None, true).await;
-    let r = http(h.addr, "PUT", "/latest/api/token", &[(TTL, "60")]).await;
+    let r = http_paused(h.addr, "PUT", "/latest/api/token", &[(TTL, "60")]).await;
     assert_eq!(r.status, 404);
     assert_eq!(h.get(LISTING, &[]).await.status, 404);
     assert_eq!(h.get(&format!("{LISTING}{ROLE}"), &[]).await.status, 404);

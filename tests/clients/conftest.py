@@ -187,10 +187,10 @@ def web_identity_token(tmp_path_factory) -> Path:
     return path
 
 
-def sts_flags(moto: Moto, token_file: Path) -> list[str]:
+def sts_flags(moto: Moto, token_file: Path, role_arn: str = ROLE_ARN) -> list[str]:
     return [
         "--role-arn",
-        ROLE_ARN,
+        role_arn,
         "--token-file",
         str(token_file),
         "--sts-endpoint",
@@ -214,6 +214,11 @@ class Passport:
         return f"http://127.0.0.1:{self.port}/v1/credentials"
 
     @property
+    def base_url(self) -> str:
+        """Where the IMDS endpoint answers (AWS_EC2_METADATA_SERVICE_ENDPOINT)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}"
 
@@ -224,14 +229,16 @@ class Passport:
         return json.loads(body)
 
 
-def start_passport(moto: Moto, token_file: Path, workdir: Path, *extra_flags: str) -> Passport:
+def start_passport(
+    moto: Moto, token_file: Path, workdir: Path, *extra_flags: str, role_arn: str = ROLE_ARN
+) -> Passport:
     port, admin_port = free_ports(2)
     auth = workdir / "auth-token"
     log = workdir / "passport.log"
     cmd = [
         str(passport_bin()),
         "serve",
-        *sts_flags(moto, token_file),
+        *sts_flags(moto, token_file, role_arn),
         "--listen",
         f"127.0.0.1:{port}",
         "--admin-listen",
@@ -260,6 +267,19 @@ def wait_ready(passport: Passport) -> None:
     )
 
 
+def start_ready_passport(
+    moto: Moto, token_file: Path, workdir: Path, *extra_flags: str, role_arn: str = ROLE_ARN
+) -> Passport:
+    """start_passport, then wait_ready; a passport that never gets ready is stopped."""
+    server = start_passport(moto, token_file, workdir, *extra_flags, role_arn=role_arn)
+    try:
+        wait_ready(server)
+    except BaseException:
+        stop(server.proc)
+        raise
+    return server
+
+
 def stop_passport(passport: Passport) -> None:
     code = stop(passport.proc)
     assert code == 0, (
@@ -271,12 +291,7 @@ def stop_passport(passport: Passport) -> None:
 @pytest.fixture(scope="session")
 def passport(moto, web_identity_token, tmp_path_factory) -> Passport:
     """One running passport for the read-only client tests; asserts a clean exit at the end."""
-    server = start_passport(moto, web_identity_token, tmp_path_factory.mktemp("passport"))
-    try:
-        wait_ready(server)
-    except BaseException:
-        stop(server.proc)
-        raise
+    server = start_ready_passport(moto, web_identity_token, tmp_path_factory.mktemp("passport"))
     yield server
     stop_passport(server)
 
@@ -311,5 +326,26 @@ def container_env(client_env, passport) -> dict:
     return env
 
 
-def assumed_role_arn(session: str = SESSION_NAME) -> str:
-    return f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{ROLE_NAME}/{session}"
+def imds_env(client_env: dict, passport: Passport) -> dict:
+    """client_env with EC2 metadata enabled and pointed at passport's IMDS endpoint (IMDSv2 only)."""
+    env = {k: v for k, v in client_env.items() if not k.startswith("AWS_EC2_METADATA_")}
+    env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = passport.base_url
+    env["AWS_EC2_METADATA_V1_DISABLED"] = "true"
+    # botocore's IMDS client honours HTTP(S)_PROXY: keep loopback direct.
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    return env
+
+
+def use_env(monkeypatch, env: dict) -> None:
+    """Make the in-process environment exactly `env` (for botocore, which reads os.environ)."""
+    for key in list(os.environ):
+        if key not in env:
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+
+def assumed_role_arn(session: str = SESSION_NAME, role_arn: str = ROLE_ARN) -> str:
+    """What GetCallerIdentity says for keys moto issued for `role_arn` (its path dropped)."""
+    account, name = role_arn.split(":")[4], role_arn.rsplit("/", 1)[1]
+    return f"arn:aws:sts::{account}:assumed-role/{name}/{session}"

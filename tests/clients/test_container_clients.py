@@ -8,7 +8,6 @@ assumed-role ARN), and every client must end up with those keys.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -28,9 +27,10 @@ from conftest import (
     http_get,
     passport_bin,
     start_passport,
-    stop,
+    start_ready_passport,
     stop_passport,
     sts_flags,
+    use_env,
     wait_ready,
 )
 
@@ -40,15 +40,6 @@ FAKE_SECRET = "fake/secret/key/that/must/never/be/used00"
 
 # A real client must get an answer, not hang: botocore tries 3 times, 1 s apart, 2 s timeout.
 CLIENT_GIVES_UP_WITHIN = 15.0
-
-
-def use_env(monkeypatch, env: dict) -> None:
-    """Make the in-process environment exactly `env` (for botocore, which reads os.environ)."""
-    for key in list(os.environ):
-        if key not in env:
-            monkeypatch.delenv(key)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
 
 
 def answers(url: str) -> bool:
@@ -316,12 +307,7 @@ def test_not_ready_without_a_token_then_clients_fail_fast(moto, tmp_path, client
 
 
 def test_sigterm_exits_zero_promptly(moto, web_identity_token, tmp_path):
-    server = start_passport(moto, web_identity_token, tmp_path)
-    try:
-        wait_ready(server)
-    except BaseException:
-        stop(server.proc)
-        raise
+    server = start_ready_passport(moto, web_identity_token, tmp_path)
     started = time.monotonic()
     stop_passport(server)
     assert time.monotonic() - started < 3.0

@@ -1,5 +1,6 @@
 //! Shared test fixtures: an in-process fake STS (`FakeSts`, a `CredentialSource`), direct
-//! handler calls, and a log capture.
+//! handler calls, a log capture, and HTTP over loopback (`http`; `http_paused` for tests
+//! with paused time).
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
@@ -34,6 +35,12 @@ pub enum Behaviour {
     Fail(SourceError),
     /// Issue credentials that expire this long from now (ignoring the lifetime).
     IssueExpiringIn(Duration),
+    /// Issue exactly these keys (e.g. with characters JSON must escape), for the lifetime.
+    IssueKeys {
+        access_key_id: &'static str,
+        secret_access_key: &'static str,
+        session_token: &'static str,
+    },
     /// Never answer (the refresher's timeout must fire).
     Hang,
 }
@@ -83,10 +90,25 @@ impl FakeSts {
     }
 
     fn issue(&self, n: u64, expiration: SystemTime) -> Credentials {
+        self.issue_keys(
+            format!("ASIAFAKE{n:012}"),
+            format!("PLANTED-SECRET-KEY-{n:04}-wJalrXUtnFEMI"),
+            format!("PLANTED-SESSION-TOKEN-{n:04}-FwoGZXIvYXdz"),
+            expiration,
+        )
+    }
+
+    fn issue_keys(
+        &self,
+        access_key_id: impl Into<String>,
+        secret_access_key: impl Into<String>,
+        session_token: impl Into<String>,
+        expiration: SystemTime,
+    ) -> Credentials {
         let creds = Credentials {
-            access_key_id: format!("ASIAFAKE{n:012}"),
-            secret_access_key: Secret::new(format!("PLANTED-SECRET-KEY-{n:04}-wJalrXUtnFEMI")),
-            session_token: Secret::new(format!("PLANTED-SESSION-TOKEN-{n:04}-FwoGZXIvYXdz")),
+            access_key_id: access_key_id.into(),
+            secret_access_key: Secret::new(secret_access_key.into()),
+            session_token: Secret::new(session_token.into()),
             expiration,
             assumed_role_arn: Some(
                 "arn:aws:sts::111122223333:assumed-role/app/test-session".into(),
@@ -118,11 +140,19 @@ impl CredentialSource for FakeSts {
                 .unwrap()
                 .pop_front()
                 .unwrap_or_else(|| self.default.lock().unwrap().clone());
+            let lifetime = *self.lifetime.lock().unwrap();
             match behaviour {
-                Behaviour::Issue => {
-                    let lifetime = *self.lifetime.lock().unwrap();
-                    Ok(self.issue(n, self.clock.wall() + lifetime))
-                }
+                Behaviour::Issue => Ok(self.issue(n, self.clock.wall() + lifetime)),
+                Behaviour::IssueKeys {
+                    access_key_id,
+                    secret_access_key,
+                    session_token,
+                } => Ok(self.issue_keys(
+                    access_key_id,
+                    secret_access_key,
+                    session_token,
+                    self.clock.wall() + lifetime,
+                )),
                 Behaviour::IssueExpiringIn(d) => Ok(self.issue(n, self.clock.wall() + d)),
                 Behaviour::Fail(e) => Err(e),
                 Behaviour::Hang => std::future::pending().await,
@@ -153,6 +183,7 @@ pub fn refresh_settings(token_file: PathBuf) -> RefreshSettings {
 
 pub const AUTH: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
+#[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
     pub headers: hyper::HeaderMap,
@@ -160,6 +191,15 @@ pub struct Reply {
 }
 
 impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.body)
+            .unwrap_or_else(|e| panic!("not UTF-8 ({e}): {:?}", self.body))
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
@@ -266,6 +306,60 @@ pub async fn http(
         headers: parts.headers,
         body: body.collect().await.unwrap().to_bytes(),
     }
+}
+
+/// One HTTP/1.1 request on a fresh connection, spoken with a blocking `std::net::TcpStream`
+/// inside `spawn_blocking`: for tests with paused time. While a blocking task runs, tokio
+/// does not auto-advance paused time, so a request in flight can never let the runtime jump
+/// to the next timer (the refresher's, hyper's header timeout) behind the test's back.
+pub async fn http_paused(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    http_raw_paused(addr, head.into_bytes()).await
+}
+
+/// `http_paused` with the request head as raw bytes (anything allowed in header values).
+pub async fn http_raw_paused(addr: std::net::SocketAddr, head: Vec<u8>) -> Reply {
+    use std::io::{Read, Write};
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(&head).unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap();
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a response head");
+        let head = std::str::from_utf8(&raw[..split]).unwrap();
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap().split(' ').nth(1).unwrap();
+        let mut headers = hyper::HeaderMap::new();
+        for line in lines {
+            let (k, v) = line.split_once(':').unwrap();
+            headers.append(
+                hyper::header::HeaderName::from_bytes(k.trim().as_bytes()).unwrap(),
+                hyper::header::HeaderValue::from_str(v.trim()).unwrap(),
+            );
+        }
+        Reply {
+            status: status.parse().unwrap(),
+            headers,
+            body: Bytes::copy_from_slice(&raw[split + 4..]),
+        }
+    })
+    .await
+    .unwrap()
 }
 
 /// A stand-in STS speaking the Query API's XML, answering from a script; for tests that
