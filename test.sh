@@ -20,6 +20,7 @@ export PASSPORT_BIN=${PASSPORT_BIN:-$target_dir/debug/passport}
 # Fail early, with a hint, if the client tests' tools are missing.
 missing=()
 command -v node >/dev/null || missing+=("node (Node.js >= 20)")
+command -v kubectl >/dev/null || missing+=("kubectl (with kustomize) for tests/k8s/check.sh")
 command -v moto_server >/dev/null || missing+=("moto_server (pip install -r tests/clients/requirements.txt)")
 command -v aws >/dev/null || missing+=("aws (pip install -r tests/clients/requirements.txt)")
 "$PYTHON" -c 'import boto3, pytest' 2>/dev/null || missing+=("boto3 and pytest for $PYTHON (pip install -r tests/clients/requirements.txt)")
@@ -56,5 +57,8 @@ if ! grep -Eq '^# pass [1-9]' "$node_log"; then
     echo "test.sh: node --test ran no passing test" >&2
     exit 1
 fi
+
+step tests/k8s/check.sh
+tests/k8s/check.sh
 
 printf "\n==> all passed in %ss\n" "$((SECONDS - started))"

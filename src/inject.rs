@@ -106,7 +106,7 @@ pub struct InjectArgs {
     #[arg(long, overrides_with = "no_native_sidecar")]
     pub native_sidecar: bool,
     /// Add passport as a plain container (older clusters; a Job's pod then never completes
-    /// by itself, see docs/kubernetes.md).
+    /// by itself, see the README, "Native vs legacy sidecar").
     #[arg(long, overrides_with = "native_sidecar")]
     pub no_native_sidecar: bool,
 }
