@@ -180,6 +180,112 @@ def moto(tmp_path_factory) -> Moto:
         stop(proc)
 
 
+#: The role `passport emulator` creates, trusting its own issuer for any service account.
+EMULATOR_ROLE = "passport-demo"
+EMULATOR_ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/{EMULATOR_ROLE}"
+
+
+def mint_token(
+    out: Path,
+    signing_key: Path,
+    issuer: str,
+    *extra_flags: str,
+    namespace: str = "default",
+    service_account: str = "default",
+) -> str:
+    """`passport token mint` into `out` (the key is generated there if missing); the token."""
+    cmd = [
+        str(passport_bin()),
+        "token",
+        "mint",
+        "--signing-key",
+        str(signing_key),
+        "--issuer",
+        issuer,
+        "-o",
+        str(out),
+        "--namespace",
+        namespace,
+        "--service-account",
+        service_account,
+        *extra_flags,
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, f"{cmd}: exit {done.returncode}\n{done.stdout}{done.stderr}"
+    return out.read_text()
+
+
+@dataclass
+class Emulator:
+    """A running `passport emulator`: OIDC issuer and STS on one loopback port."""
+
+    port: int
+    proc: subprocess.Popen
+    signing_key: Path
+    log: Path
+
+    @property
+    def url(self) -> str:
+        """The STS endpoint, also the issuer URL (`iss` of the tokens it accepts)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def provider_arn(self) -> str:
+        return f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/127.0.0.1:{self.port}"
+
+    def role_arn(self, name: str = EMULATOR_ROLE) -> str:
+        return f"arn:aws:iam::{ACCOUNT_ID}:role/{name}"
+
+    def mint(self, out: Path, *extra_flags: str, namespace: str = "default", service_account: str = "default") -> str:
+        """A token from this emulator's issuer, signed with its key: one it accepts."""
+        return mint_token(
+            out, self.signing_key, self.url, *extra_flags, namespace=namespace, service_account=service_account
+        )
+
+
+def start_emulator(
+    workdir: Path, *extra_flags: str, port: int | None = None, signing_key: Path | None = None
+) -> Emulator:
+    """`passport emulator` on `port` (default: a free one), ready: discovery answers 200.
+
+    `port` may be chosen beforehand by the caller, to render trust policies naming the
+    emulator's provider (`arn:aws:iam::ACCOUNT:oidc-provider/127.0.0.1:PORT`).
+    """
+    port = port or free_port()
+    key = signing_key or workdir / "signing-key.pem"
+    log = workdir / "emulator.log"
+    cmd = [str(passport_bin()), "emulator", "--listen", f"127.0.0.1:{port}", "--signing-key", str(key), *extra_flags]
+    env = {k: v for k, v in os.environ.items() if k not in SHADOWING and not k.startswith("PASSPORT_")}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    emulator = Emulator(port, proc, key, log)
+    discovery = f"{emulator.url}/.well-known/openid-configuration"
+    try:
+        wait_until("passport emulator", lambda: http_get(discovery)[0] == 200, STARTUP_TIMEOUT, proc, log)
+        issuer = json.loads(http_get(discovery)[1])["issuer"]
+        assert issuer == emulator.url, f"discovery names issuer {issuer!r}, expected {emulator.url!r}"
+    except BaseException:
+        stop(proc)
+        raise
+    return emulator
+
+
+def stop_emulator(emulator: Emulator) -> None:
+    code = stop(emulator.proc)
+    assert code == 0, (
+        f"passport emulator should exit 0 within {EXIT_TIMEOUT}s of SIGTERM, got {code}\n"
+        + emulator.log.read_text(errors="replace")
+    )
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory) -> Emulator:
+    """One `passport emulator` with its defaults (account 111122223333, role passport-demo)."""
+    server = start_emulator(tmp_path_factory.mktemp("emulator"))
+    yield server
+    stop_emulator(server)
+
+
 @pytest.fixture(scope="session")
 def web_identity_token(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("irsa") / "token"
