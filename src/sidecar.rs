@@ -8,11 +8,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, SystemClock};
 use crate::metrics::Metrics;
 use crate::refresh::{RefreshSettings, Refresher, Shared};
 use crate::server::{Server, ServerSettings};
-use crate::sts::CredentialSource;
+use crate::sts::{CredentialSource, StsSettings, StsSource};
 
 /// A bound, not yet running sidecar. Binding first lets callers (tests, `exec`, `demo`)
 /// learn the ephemeral ports before anything is served.
@@ -31,7 +31,31 @@ pub struct Shutdown {
     pub timeout: Duration,
 }
 
+impl Shutdown {
+    /// No drain delay, one second for in-flight requests: for `exec`, `demo` and tests,
+    /// where nothing outlives passport's own caller.
+    pub const PROMPT: Shutdown = Shutdown {
+        drain_delay: Duration::ZERO,
+        timeout: Duration::from_secs(1),
+    };
+}
+
 impl Sidecar {
+    /// Bind with the real STS client and the system clocks (what every command runs).
+    pub async fn bind_sts(
+        refresh: RefreshSettings,
+        server: ServerSettings,
+        sts: &StsSettings,
+    ) -> io::Result<Self> {
+        Self::bind(
+            refresh,
+            server,
+            Arc::new(StsSource::new(sts)),
+            Arc::new(SystemClock),
+        )
+        .await
+    }
+
     pub async fn bind(
         refresh: RefreshSettings,
         server: ServerSettings,

@@ -331,13 +331,7 @@ async fn all_good_against_the_emulator() {
     let addr = sidecar.local_addr();
     let shared = sidecar.shared();
     let stop = tokio_util::sync::CancellationToken::new();
-    let done = tokio::spawn(sidecar.run(
-        stop.clone(),
-        Shutdown {
-            drain_delay: Duration::ZERO,
-            timeout: Duration::from_secs(1),
-        },
-    ));
+    let done = tokio::spawn(sidecar.run(stop.clone(), Shutdown::PROMPT));
     shared.first_credentials().await;
 
     env.set(

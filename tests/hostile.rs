@@ -52,13 +52,7 @@ async fn start(max_connections: usize) -> Running {
         sidecar.shared(),
     );
     let stop = CancellationToken::new();
-    tokio::spawn(sidecar.run(
-        stop.clone(),
-        Shutdown {
-            drain_delay: Duration::ZERO,
-            timeout: Duration::from_secs(1),
-        },
-    ));
+    tokio::spawn(sidecar.run(stop.clone(), Shutdown::PROMPT));
     shared.first_credentials().await;
     Running {
         addr,

@@ -61,15 +61,10 @@ async fn start(source: Arc<dyn passport::sts::CredentialSource>, shutdown: Shutd
     }
 }
 
-const QUICK: Shutdown = Shutdown {
-    drain_delay: Duration::ZERO,
-    timeout: Duration::from_secs(1),
-};
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_fetches_make_no_extra_sts_calls() {
     let sts = FakeSts::new(Arc::new(SystemClock));
-    let r = start(sts.clone(), QUICK).await;
+    let r = start(sts.clone(), Shutdown::PROMPT).await;
     assert_eq!(sts.calls(), 1);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..1000 {
@@ -98,7 +93,7 @@ async fn a_thousand_concurrent_fetches_make_no_extra_sts_calls() {
 #[tokio::test]
 async fn routing_methods_and_host_check() {
     let sts = FakeSts::new(Arc::new(SystemClock));
-    let r = start(sts.clone(), QUICK).await;
+    let r = start(sts.clone(), Shutdown::PROMPT).await;
     let a = r.sidecar_addr;
     let auth = [("authorization", AUTH)];
 
@@ -184,7 +179,7 @@ async fn keeps_serving_during_the_drain_delay_then_stops() {
 #[tokio::test]
 async fn shutdown_lets_open_connections_finish_and_closes_the_listener() {
     let sts = FakeSts::new(Arc::new(SystemClock));
-    let r = start(sts.clone(), QUICK).await;
+    let r = start(sts.clone(), Shutdown::PROMPT).await;
     // An idle keep-alive connection must not hold the shutdown hostage.
     let stream = tokio::net::TcpStream::connect(r.sidecar_addr)
         .await

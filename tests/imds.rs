@@ -103,13 +103,7 @@ async fn start_at(imds: Option<ImdsSettings>, sts_up: bool, wall: SystemTime) ->
     let addr = sidecar.local_addr();
     let shared = sidecar.shared();
     let stop = CancellationToken::new();
-    let running = tokio::spawn(sidecar.run(
-        stop.clone(),
-        Shutdown {
-            drain_delay: Duration::ZERO,
-            timeout: Duration::from_secs(1),
-        },
-    ));
+    let running = tokio::spawn(sidecar.run(stop.clone(), Shutdown::PROMPT));
     if sts_up {
         shared.first_credentials().await;
     }

@@ -51,13 +51,7 @@ async fn start() -> Running {
     let metrics_url = format!("http://{}/metrics", sidecar.admin_addr().unwrap());
     let shared = sidecar.shared();
     let stop = CancellationToken::new();
-    let task = tokio::spawn(sidecar.run(
-        stop.clone(),
-        Shutdown {
-            drain_delay: Duration::ZERO,
-            timeout: Duration::from_secs(1),
-        },
-    ));
+    let task = tokio::spawn(sidecar.run(stop.clone(), Shutdown::PROMPT));
     tokio::time::timeout(Duration::from_secs(10), shared.first_credentials())
         .await
         .unwrap();

@@ -84,13 +84,7 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
         sidecar.shared(),
     );
     let stop = CancellationToken::new();
-    let done = tokio::spawn(sidecar.run(
-        stop.clone(),
-        Shutdown {
-            drain_delay: Duration::ZERO,
-            timeout: Duration::from_secs(1),
-        },
-    ));
+    let done = tokio::spawn(sidecar.run(stop.clone(), Shutdown::PROMPT));
 
     // Three failures (backoff about 0.5-1 s, 1-2 s, 2-4 s), then success.
     let mut exposed = Vec::new();

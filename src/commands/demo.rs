@@ -15,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::error;
 
 use super::{EXIT_UNAVAILABLE, Signals};
-use crate::clock::SystemClock;
 use crate::config::sanitize_session_name;
 use crate::emulator::mint::{self, MintRequest, TokenOutput};
 use crate::emulator::{Emulator, EmulatorConfig, SigningKey};
@@ -23,7 +22,7 @@ use crate::refresh::RefreshSettings;
 use crate::server::ServerSettings;
 use crate::server::imds::ImdsSettings;
 use crate::sidecar::{Shutdown, Sidecar};
-use crate::sts::{StsSettings, StsSource};
+use crate::sts::StsSettings;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
@@ -136,13 +135,13 @@ async fn start_and_serve(args: DemoArgs, signals: Signals) -> Result<(), String>
         header_read_timeout: Duration::from_secs(5),
         imds: ImdsSettings::from_role_arn(&role_arn, REGION, false),
     };
-    let source = Arc::new(StsSource::new(&StsSettings {
+    let sts = StsSettings {
         region: REGION.into(),
         endpoint: Some(sts_url.clone()),
         connect_timeout: Duration::from_secs(2),
         attempt_timeout: Duration::from_secs(10),
-    }));
-    let sidecar = Sidecar::bind(refresh, server, source, Arc::new(SystemClock))
+    };
+    let sidecar = Sidecar::bind_sts(refresh, server, &sts)
         .await
         .map_err(|e| e.to_string())?;
     let (listen, admin) = (
@@ -151,13 +150,7 @@ async fn start_and_serve(args: DemoArgs, signals: Signals) -> Result<(), String>
     );
     let shared = sidecar.shared();
     let stop = CancellationToken::new();
-    let running = tokio::spawn(sidecar.run(
-        stop.clone(),
-        Shutdown {
-            drain_delay: Duration::ZERO,
-            timeout: Duration::from_secs(2),
-        },
-    ));
+    let running = tokio::spawn(sidecar.run(stop.clone(), Shutdown::PROMPT));
     if tokio::time::timeout(Duration::from_secs(30), shared.first_credentials())
         .await
         .is_err()

@@ -5,18 +5,15 @@
 //! chain removed, and passport exits with the command's status.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use super::EXIT_UNAVAILABLE;
-use crate::clock::SystemClock;
 use crate::config::ExecConfig;
 use crate::server::ServerSettings;
 use crate::sidecar::{Shutdown, Sidecar};
-use crate::sts::StsSource;
 
 /// Variables an SDK would use before the container endpoint (static keys, web identity,
 /// profiles, the other container-endpoint form). `exec` also points
@@ -58,21 +55,14 @@ pub async fn run(config: ExecConfig) -> ExitCode {
         // exec exports only the container endpoint.
         imds: None,
     };
-    let source = Arc::new(StsSource::new(&config.sts.sts));
-    let sidecar = match Sidecar::bind(
-        config.sts.refresh.clone(),
-        settings,
-        source,
-        Arc::new(SystemClock),
-    )
-    .await
-    {
-        Ok(s) => s,
-        Err(e) => {
-            error!(error = %e, "cannot start");
-            return super::exit(EXIT_UNAVAILABLE);
-        }
-    };
+    let sidecar =
+        match Sidecar::bind_sts(config.sts.refresh.clone(), settings, &config.sts.sts).await {
+            Ok(s) => s,
+            Err(e) => {
+                error!(error = %e, "cannot start");
+                return super::exit(EXIT_UNAVAILABLE);
+            }
+        };
     let url = format!(
         "http://{}{}",
         sidecar.local_addr(),
@@ -80,13 +70,7 @@ pub async fn run(config: ExecConfig) -> ExitCode {
     );
     let shared = sidecar.shared();
     let stop = CancellationToken::new();
-    let running = tokio::spawn(sidecar.run(
-        stop.clone(),
-        Shutdown {
-            drain_delay: Duration::ZERO,
-            timeout: Duration::from_secs(1),
-        },
-    ));
+    let running = tokio::spawn(sidecar.run(stop.clone(), Shutdown::PROMPT));
 
     if tokio::time::timeout(config.wait, shared.first_credentials())
         .await

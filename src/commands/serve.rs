@@ -1,18 +1,15 @@
 //! `passport serve`: the sidecar's main job.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::{EXIT_UNAVAILABLE, Signals};
-use crate::clock::SystemClock;
 use crate::config::ServeConfig;
 use crate::refresh::{CLIENT_REFRESH_WINDOW, minimum_time_left};
 use crate::server::ServerSettings;
 use crate::sidecar::{Shutdown, Sidecar};
-use crate::sts::StsSource;
 
 /// The environment an application needs to use passport: the container endpoint (which
 /// every SDK's chain tries before IMDS), the IMDS endpoint for tools that only know that
@@ -86,21 +83,14 @@ pub async fn run(config: ServeConfig) -> ExitCode {
         header_read_timeout: std::time::Duration::from_secs(5),
         imds: config.imds.clone(),
     };
-    let source = Arc::new(StsSource::new(&config.sts.sts));
-    let sidecar = match Sidecar::bind(
-        config.sts.refresh.clone(),
-        settings,
-        source,
-        Arc::new(SystemClock),
-    )
-    .await
-    {
-        Ok(sidecar) => sidecar,
-        Err(e) => {
-            error!(error = %e, "cannot start");
-            return super::exit(EXIT_UNAVAILABLE);
-        }
-    };
+    let sidecar =
+        match Sidecar::bind_sts(config.sts.refresh.clone(), settings, &config.sts.sts).await {
+            Ok(sidecar) => sidecar,
+            Err(e) => {
+                error!(error = %e, "cannot start");
+                return super::exit(EXIT_UNAVAILABLE);
+            }
+        };
     info!(
         role_arn = %config.sts.refresh.role_arn,
         session_name = %config.sts.refresh.session_name,
