@@ -10,7 +10,8 @@
 //!   it fails fast with a transient error (5xx);
 //! - after a success the next attempt is `refresh_delay(time left at arrival, first)` later
 //!   (`first` only for the first success after start), after a failure
-//!   `retry_delay(Transient, consecutive failures)` later;
+//!   `retry_delay(Transient, consecutive failures, retry_cap(Transient, servable time))`
+//!   later (up to 5 minutes while the old credentials have time to spare, else up to 60 s);
 //! - the web-identity token is re-read on every attempt; the kubelet rotates it at 80 % of
 //!   its 24 h lifetime, so an attempt never presents an expired token (checked).
 //!
@@ -27,7 +28,8 @@ use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 
-use crate::refresh::{CLIENT_REFRESH_WINDOW, refresh_delay, retry_delay};
+use crate::credentials::SERVE_MARGIN;
+use crate::refresh::{CLIENT_REFRESH_WINDOW, refresh_delay, retry_cap, retry_delay};
 use crate::sts::ErrorClass;
 
 /// Virtual time in microseconds since the simulation start.
@@ -115,6 +117,9 @@ pub struct OutageReport {
     pub sidecars_ran_out: u32,
     /// Time from recovery until every affected sidecar had fresh credentials.
     pub all_recovered_after_s: f64,
+    /// The same for sidecars that had no time to spare (retrying at the 60 s cap, not up
+    /// to 5 minutes) when STS came back.
+    pub short_of_time_recovered_after_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -165,6 +170,12 @@ impl FleetReport {
                 self.expired_token_attempts
             ));
         }
+        if let Some(o) = self.outage.as_ref().filter(|o| o.sidecars_ran_out > 0) {
+            problems.push(format!(
+                "{} sidecars had nothing valid to serve during the outage",
+                o.sidecars_ran_out
+            ));
+        }
         problems
     }
 }
@@ -183,6 +194,8 @@ struct Sidecar {
     ran_out: bool,
     /// When the current run of failures started (for recovery time).
     failing_since: Option<Micros>,
+    /// Whether the last failure's back-off had the class's own cap (no time to spare).
+    short_of_time: bool,
 }
 
 pub fn simulate(config: &FleetConfig) -> FleetReport {
@@ -214,6 +227,7 @@ pub fn simulate(config: &FleetConfig) -> FleetReport {
                 below_15: false,
                 ran_out: false,
                 failing_since: None,
+                short_of_time: false,
             }
         })
         .collect();
@@ -230,6 +244,7 @@ pub fn simulate(config: &FleetConfig) -> FleetReport {
     let mut min_left_healthy = f64::INFINITY;
     let mut expired_token_attempts = 0u64;
     let mut last_recovery: Micros = 0;
+    let mut last_recovery_short: Micros = 0;
     let window = CLIENT_REFRESH_WINDOW.as_micros() as Micros;
 
     while let Some(Reverse((t, i))) = events.pop() {
@@ -252,7 +267,15 @@ pub fn simulate(config: &FleetConfig) -> FleetReport {
             s.affected = true;
             s.outage_hit = true;
             s.failing_since.get_or_insert(t);
-            retry_delay(ErrorClass::Transient, s.failures, &mut s.rng)
+            // What `Refresher::run` sees: the old credentials' servable time when the call fails.
+            let servable = s
+                .expires
+                .and_then(|e| e.checked_sub(done))
+                .map(Duration::from_micros)
+                .and_then(|left| left.checked_sub(SERVE_MARGIN));
+            let cap = retry_cap(ErrorClass::Transient, servable);
+            s.short_of_time = cap <= retry_cap(ErrorClass::Transient, None);
+            retry_delay(ErrorClass::Transient, s.failures, cap, &mut s.rng)
         } else {
             // The old credentials were served until `done`: their lowest time left.
             if let Some(expires) = s.expires {
@@ -268,9 +291,11 @@ pub fn simulate(config: &FleetConfig) -> FleetReport {
                     min_left_healthy = min_left_healthy.min(left as f64 / SEC as f64);
                 }
             }
-            if let Some(since) = s.failing_since.take() {
-                let _ = since;
+            if s.failing_since.take().is_some() {
                 last_recovery = last_recovery.max(done);
+                if s.short_of_time {
+                    last_recovery_short = last_recovery_short.max(done);
+                }
             }
             s.failures = 0;
             s.outage_hit = false;
@@ -330,6 +355,8 @@ pub fn simulate(config: &FleetConfig) -> FleetReport {
             sidecars_below_15_min: sidecars.iter().filter(|s| s.below_15).count() as u32,
             sidecars_ran_out: sidecars.iter().filter(|s| s.ran_out).count() as u32,
             all_recovered_after_s: last_recovery.saturating_sub(e) as f64 / SEC as f64,
+            short_of_time_recovered_after_s: last_recovery_short.saturating_sub(e) as f64
+                / SEC as f64,
         }
     });
 
@@ -413,13 +440,14 @@ pub fn render(report: &FleetReport) -> String {
     if let Some(o) = &report.outage {
         let _ = writeln!(
             out,
-            "outage {} s + {} s: {} sidecars affected, {} fell below 15 min, {} ran out, all recovered {:.0} s after STS did",
+            "outage {} s + {} s: {} sidecars affected, {} fell below 15 min, {} ran out; recovered {:.0} s after STS did (those short of time: {:.0} s)",
             o.start_s,
             o.duration_s,
             o.sidecars_affected,
             o.sidecars_below_15_min,
             o.sidecars_ran_out,
-            o.all_recovered_after_s
+            o.all_recovered_after_s,
+            o.short_of_time_recovered_after_s
         );
         let _ = writeln!(
             out,

@@ -13,8 +13,10 @@
 //! over half an hour so they never march in step.
 //!
 //! Failures back off exponentially with jitter, per error class, re-reading the token file
-//! on every attempt. The last good credentials stay published; handlers stop serving them
-//! on their own a margin before expiry (see `Served::servable_for`).
+//! on every attempt; while the last good credentials have plenty of time left the back-off
+//! may stretch to 5 minutes, so a fleet riding out an STS outage does not press it. The last
+//! good credentials stay published; handlers stop serving them on their own a margin before
+//! expiry (see `Served::servable_for`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,17 +69,44 @@ pub fn minimum_time_left(duration: Duration) -> Duration {
     Duration::from_secs_f64(l - latest)
 }
 
+/// The back-off ceiling while the last good credentials can be served for a long while yet.
+pub const RELAXED_RETRY_CAP: Duration = Duration::from_secs(5 * 60);
+
+/// The longest back-off after a failure of this class, given how long the last good
+/// credentials can still be served (`None`: nothing servable). A sidecar with plenty in hand
+/// has no reason to press an STS that is failing (a fleet of them riding out an outage is
+/// most of its load), so it may wait up to [`RELAXED_RETRY_CAP`], but never so long that the
+/// wait eats into [`KEEP_IN_HAND`]; a sidecar short of time retries at the class's own cap.
+pub fn retry_cap(class: ErrorClass, servable: Option<Duration>) -> Duration {
+    let cap = Duration::from_secs(match class {
+        ErrorClass::Transient | ErrorClass::TokenExpired => 60,
+        ErrorClass::Throttled => 120,
+        ErrorClass::TokenRejected => 180,
+        ErrorClass::Permanent => 300,
+    });
+    let spare = servable.map_or(Duration::ZERO, |left| left.saturating_sub(KEEP_IN_HAND));
+    cap.max(spare.min(RELAXED_RETRY_CAP))
+}
+
 /// How long to wait after the `attempt`-th consecutive failure (1-based) of this class.
-/// Exponential growth from a per-class base to a per-class cap, with jitter drawn from
-/// `[base/2, ceiling]` so that a fleet recovering from an STS outage does not retry in step.
-pub fn retry_delay<R: Rng + ?Sized>(class: ErrorClass, attempt: u32, rng: &mut R) -> Duration {
-    let (base, cap) = match class {
-        ErrorClass::Transient | ErrorClass::TokenExpired => (1.0, 60.0),
-        ErrorClass::Throttled => (5.0, 120.0),
-        ErrorClass::TokenRejected => (10.0, 180.0),
-        ErrorClass::Permanent => (30.0, 300.0),
+/// Exponential growth from a per-class base up to `cap` (see [`retry_cap`]), with jitter
+/// drawn from `[base/2, ceiling]` so that a fleet recovering from an STS outage does not
+/// retry in step.
+pub fn retry_delay<R: Rng + ?Sized>(
+    class: ErrorClass,
+    attempt: u32,
+    cap: Duration,
+    rng: &mut R,
+) -> Duration {
+    let base = match class {
+        ErrorClass::Transient | ErrorClass::TokenExpired => 1.0,
+        ErrorClass::Throttled => 5.0,
+        ErrorClass::TokenRejected => 10.0,
+        ErrorClass::Permanent => 30.0,
     };
-    let ceiling = (base * 2f64.powi(attempt.saturating_sub(1).min(16) as i32)).min(cap);
+    let ceiling = (base * 2f64.powi(attempt.saturating_sub(1).min(16) as i32))
+        .min(cap.as_secs_f64())
+        .max(base / 2.0);
     Duration::from_secs_f64(rng.random_range(base / 2.0..=ceiling))
 }
 
@@ -176,7 +205,8 @@ impl Refresher {
                 }
                 Outcome::Failed(err) => {
                     failures += 1;
-                    let delay = retry_delay(err.class, failures, &mut self.rng);
+                    let cap = retry_cap(err.class, self.servable_for());
+                    let delay = retry_delay(err.class, failures, cap, &mut self.rng);
                     self.publish_failure(&err);
                     let ready = self.shared.is_ready();
                     if err.class == ErrorClass::Permanent {
@@ -206,6 +236,15 @@ impl Refresher {
                 }
             }
         }
+    }
+
+    /// How long the published credentials can still be served (`None`: nothing servable).
+    fn servable_for(&self) -> Option<Duration> {
+        let snapshot = self.shared.snapshot.load();
+        snapshot
+            .served
+            .as_ref()
+            .and_then(|served| served.servable_for(&*self.shared.clock))
     }
 
     fn needs_refresh_now(&self, urgent_below: Duration) -> bool {
@@ -375,21 +414,70 @@ mod tests {
     #[test]
     fn backoff_grows_per_class_and_is_capped() {
         let mut rng = SmallRng::seed_from_u64(11);
+        let transient = retry_cap(ErrorClass::Transient, None);
+        let permanent = retry_cap(ErrorClass::Permanent, None);
+        assert_eq!(transient, Duration::from_secs(60));
+        assert_eq!(permanent, Duration::from_secs(300));
         for attempt in 1..40 {
-            let t = retry_delay(ErrorClass::Transient, attempt, &mut rng);
+            let t = retry_delay(ErrorClass::Transient, attempt, transient, &mut rng);
             assert!(
                 t >= Duration::from_millis(500) && t <= Duration::from_secs(60),
                 "{attempt}: {t:?}"
             );
-            let p = retry_delay(ErrorClass::Permanent, attempt, &mut rng);
+            let p = retry_delay(ErrorClass::Permanent, attempt, permanent, &mut rng);
             assert!(p >= Duration::from_secs(15) && p <= Duration::from_secs(300));
         }
-        assert!(retry_delay(ErrorClass::Transient, 1, &mut rng) <= Duration::from_secs(1));
+        assert!(
+            retry_delay(ErrorClass::Transient, 1, transient, &mut rng) <= Duration::from_secs(1)
+        );
         // Later attempts spread out: the ceiling doubles until the cap.
         let late: Vec<Duration> = (0..1000)
-            .map(|_| retry_delay(ErrorClass::Transient, 10, &mut rng))
+            .map(|_| retry_delay(ErrorClass::Transient, 10, transient, &mut rng))
             .collect();
         assert!(late.iter().any(|d| *d > Duration::from_secs(50)));
         assert!(late.iter().any(|d| *d < Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn backoff_stretches_only_while_the_wait_leaves_time_in_hand() {
+        let min = |m: u64| Some(Duration::from_secs(m * 60));
+        // Nothing servable, or too little to spare: the class cap.
+        assert_eq!(
+            retry_cap(ErrorClass::Transient, None),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            retry_cap(ErrorClass::Transient, min(21)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            retry_cap(ErrorClass::Throttled, min(21)),
+            Duration::from_secs(120)
+        );
+        // Time to spare above KEEP_IN_HAND: up to that, at most 5 minutes, never below the
+        // class's own cap.
+        assert_eq!(
+            retry_cap(ErrorClass::Transient, min(23)),
+            Duration::from_secs(180)
+        );
+        assert_eq!(retry_cap(ErrorClass::Transient, min(50)), RELAXED_RETRY_CAP);
+        assert_eq!(retry_cap(ErrorClass::Permanent, min(50)), RELAXED_RETRY_CAP);
+        assert_eq!(retry_cap(ErrorClass::Permanent, min(22)), RELAXED_RETRY_CAP);
+        // Whatever is drawn under that cap still leaves KEEP_IN_HAND.
+        let mut rng = SmallRng::seed_from_u64(3);
+        for left in [21, 23, 24, 30] {
+            let left = min(left).unwrap();
+            let cap = retry_cap(ErrorClass::Transient, Some(left));
+            for attempt in 1..20 {
+                let d = retry_delay(ErrorClass::Transient, attempt, cap, &mut rng);
+                assert!(d <= cap, "{d:?} > {cap:?}");
+                if cap > Duration::from_secs(60) {
+                    assert!(left - d >= KEEP_IN_HAND, "{left:?} - {d:?}");
+                }
+            }
+        }
+        // A cap below the base still yields the base's lower bound, not a panic.
+        let d = retry_delay(ErrorClass::Permanent, 1, Duration::from_secs(1), &mut rng);
+        assert_eq!(d, Duration::from_secs(15));
     }
 }

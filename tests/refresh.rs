@@ -191,6 +191,58 @@ async fn sts_outage_serves_valid_credentials_then_503_never_expired_then_recover
 }
 
 #[tokio::test(start_paused = true)]
+async fn outage_backoff_stretches_while_time_is_to_spare_and_tightens_when_short() {
+    // 3 h sessions, so the first refresh (18-108 minutes in) finds plenty of time to spare.
+    let h = Harness::start_with(4, |h| {
+        h.token("sub");
+        *h.sts.lifetime.lock().unwrap() = 3 * HOUR;
+    });
+    h.app.shared.first_credentials().await;
+    let expires = h.sts.last_issued().expiration;
+    h.sts.set_default(Behaviour::Fail(error(
+        ErrorClass::Transient,
+        "ServiceUnavailable",
+    )));
+    let succeeded = h.sts.calls() as usize;
+    sleep(3 * HOUR).await;
+
+    let times: Vec<_> = h.sts.call_times.lock().unwrap().clone();
+    let failed = &times[succeeded..];
+    assert!(failed.len() >= 10, "{} failed calls", failed.len());
+    let mut longest_gap_with_time_to_spare = Duration::ZERO;
+    for pair in failed.windows(2) {
+        let gap = pair[1].duration_since(pair[0]).unwrap();
+        // Servable time when the previous call failed (served until a minute before expiry).
+        let servable = expires
+            .duration_since(pair[0])
+            .unwrap_or_default()
+            .saturating_sub(MINUTE);
+        let spare = servable.saturating_sub(20 * MINUTE).min(5 * MINUTE);
+        // Never a wait that eats into the 20 minutes kept in hand, beyond the 60 s cap.
+        assert!(
+            gap <= spare.max(MINUTE) + Duration::from_millis(500),
+            "waited {gap:?} with {servable:?} servable"
+        );
+        if spare > MINUTE {
+            longest_gap_with_time_to_spare = longest_gap_with_time_to_spare.max(gap);
+        }
+    }
+    // With time to spare it did stretch beyond the 60 s transient cap.
+    assert!(
+        longest_gap_with_time_to_spare > 90 * Duration::from_secs(1),
+        "{longest_gap_with_time_to_spare:?}"
+    );
+    // Once short of time (and after expiry) it retries at least once a minute.
+    let short_since = expires - 21 * MINUTE;
+    let late: Vec<_> = failed.iter().filter(|t| **t >= short_since).collect();
+    assert!(
+        late.len() >= 20,
+        "{} calls in the last 21 minutes",
+        late.len()
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn permanent_refusal_retries_slowly_and_never_becomes_ready() {
     let h = Harness::start_with(3, |h| {
         h.token("sub");

@@ -51,6 +51,8 @@ pub struct FakeSts {
     pub script: Mutex<VecDeque<Behaviour>>,
     pub default: Mutex<Behaviour>,
     calls: AtomicU64,
+    /// The wall-clock time of every call, in order.
+    pub call_times: Mutex<Vec<SystemTime>>,
     pub tokens_seen: Mutex<Vec<String>>,
     pub issued: Mutex<Vec<Credentials>>,
 }
@@ -63,6 +65,7 @@ impl FakeSts {
             script: Mutex::new(VecDeque::new()),
             default: Mutex::new(Behaviour::Issue),
             calls: AtomicU64::new(0),
+            call_times: Mutex::new(Vec::new()),
             tokens_seen: Mutex::new(Vec::new()),
             issued: Mutex::new(Vec::new()),
         })
@@ -130,6 +133,7 @@ impl CredentialSource for FakeSts {
     ) -> BoxFuture<'a, Result<Credentials, SourceError>> {
         Box::pin(async move {
             let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            self.call_times.lock().unwrap().push(self.clock.wall());
             self.tokens_seen
                 .lock()
                 .unwrap()
