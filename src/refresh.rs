@@ -69,6 +69,17 @@ pub fn minimum_time_left(duration: Duration) -> Duration {
     Duration::from_secs_f64(l - latest)
 }
 
+/// Per error class: the first back-off and the cap it doubles up to (client-compat.md §3).
+fn backoff_bounds(class: ErrorClass) -> (Duration, Duration) {
+    let (base, cap) = match class {
+        ErrorClass::Transient | ErrorClass::TokenExpired => (1, 60),
+        ErrorClass::Throttled => (5, 120),
+        ErrorClass::TokenRejected => (10, 180),
+        ErrorClass::Permanent => (30, 300),
+    };
+    (Duration::from_secs(base), Duration::from_secs(cap))
+}
+
 /// The back-off ceiling while the last good credentials can be served for a long while yet.
 pub const RELAXED_RETRY_CAP: Duration = Duration::from_secs(5 * 60);
 
@@ -78,12 +89,7 @@ pub const RELAXED_RETRY_CAP: Duration = Duration::from_secs(5 * 60);
 /// most of its load), so it may wait up to [`RELAXED_RETRY_CAP`], but never so long that the
 /// wait eats into [`KEEP_IN_HAND`]; a sidecar short of time retries at the class's own cap.
 pub fn retry_cap(class: ErrorClass, servable: Option<Duration>) -> Duration {
-    let cap = Duration::from_secs(match class {
-        ErrorClass::Transient | ErrorClass::TokenExpired => 60,
-        ErrorClass::Throttled => 120,
-        ErrorClass::TokenRejected => 180,
-        ErrorClass::Permanent => 300,
-    });
+    let (_, cap) = backoff_bounds(class);
     let spare = servable.map_or(Duration::ZERO, |left| left.saturating_sub(KEEP_IN_HAND));
     cap.max(spare.min(RELAXED_RETRY_CAP))
 }
@@ -98,12 +104,7 @@ pub fn retry_delay<R: Rng + ?Sized>(
     cap: Duration,
     rng: &mut R,
 ) -> Duration {
-    let base = match class {
-        ErrorClass::Transient | ErrorClass::TokenExpired => 1.0,
-        ErrorClass::Throttled => 5.0,
-        ErrorClass::TokenRejected => 10.0,
-        ErrorClass::Permanent => 30.0,
-    };
+    let base = backoff_bounds(class).0.as_secs_f64();
     let ceiling = (base * 2f64.powi(attempt.saturating_sub(1).min(16) as i32))
         .min(cap.as_secs_f64())
         .max(base / 2.0);
