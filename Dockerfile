@@ -16,13 +16,16 @@ WORKDIR /src
 
 # Dependencies first, in their own layer: a dummy main compiles every crate in Cargo.lock,
 # so editing src/ rebuilds only passport itself.
+# The workspace: passport (commands, tools) and core/ (passport-core, the sidecar itself).
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src \
+COPY core/Cargo.toml ./core/
+RUN mkdir -p src core/src \
     && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs \
+    && touch src/lib.rs core/src/lib.rs \
     && cargo build --release --locked \
-    && rm -rf src target/release/passport target/release/deps/passport-* target/release/deps/libpassport-* target/release/.fingerprint/passport-*
+    && rm -rf src core/src target/release/passport target/release/deps/passport* target/release/deps/libpassport* target/release/.fingerprint/passport*
 
+COPY core/src ./core/src
 COPY src ./src
 RUN cargo build --release --locked \
     && cp target/release/passport /passport

@@ -5,7 +5,12 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+/// Log format: human-readable lines, or one JSON object per line for log pipelines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// Crates whose verbose output can carry request or response content.
 const CAPPED: &[&str] = &[

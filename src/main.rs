@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use clap::error::ErrorKind;
-use passport::commands::{self, EXIT_USAGE};
-use passport::config::{Cli, Command, ExecConfig, ServeConfig, TokenCommand};
+use passport::args::EXIT_USAGE;
+use passport::cli::{Cli, Command, TokenCommand};
+use passport::commands;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -25,93 +26,22 @@ fn main() -> ExitCode {
     }
     let env = |name: &str| std::env::var(name).ok().or_else(|| fallback_env(name));
     match cli.command {
-        Command::Serve(args) if args.print_env => match passport::config::print_env_target(&args) {
-            Ok((listen, file)) => {
-                print!(
-                    "{}",
-                    commands::serve::env_lines(listen, &file, !args.disable_imds)
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => usage(e),
-        },
-        Command::Serve(args) => match ServeConfig::from_args(&args, &env) {
-            Ok(config) => block_on(commands::serve::run(config)),
-            Err(e) => usage(e),
-        },
-        Command::Exec(args) => match ExecConfig::from_args(&args, &env) {
-            Ok(config) => block_on(commands::exec::run(config)),
-            Err(e) => usage(e),
-        },
-        Command::Demo(args) => block_on(commands::demo::run(args)),
-        Command::Check(args) => block_on(async {
-            let report = passport::check::run(
-                &args,
-                &passport::check::Inputs {
-                    env: &env,
-                    now: std::time::SystemTime::now(),
-                },
-            )
-            .await;
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).expect("report serialises")
-                );
-            } else {
-                print!("{}", report.human());
-            }
-            if report.ok() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }),
-        Command::TrustPolicy(args) => match passport::trust::render(&args) {
-            Ok(policy) => {
-                print!("{policy}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => usage(e),
-        },
-        Command::Inject(args) => passport::inject::run(&args),
-        // The load generator builds its own multi-thread runtime; the simulation needs none.
-        Command::Loadtest(args) => passport::loadtest::main(&args),
-        Command::SimulateFleet(args) => passport::fleet::main(&args),
-        Command::Emulator(args) => emulator_result(block_on(async {
-            passport::emulator::cli::run_emulator(args).await
-        })),
-        Command::Token(TokenCommand::Mint(args)) => emulator_result(block_on(async {
-            passport::emulator::cli::run_token_mint(args).await
-        })),
+        Command::Serve(args) => commands::serve::main(args, &env),
+        Command::Exec(args) => commands::exec::main(args, &env),
+        Command::Demo(args) => commands::demo::main(args),
+        Command::Check(args) => commands::check::main(args, &env),
+        Command::TrustPolicy(args) => commands::trust_policy::main(&args),
+        Command::Inject(args) => commands::inject::main(&args),
+        Command::Loadtest(args) => commands::loadtest::main(&args),
+        Command::SimulateFleet(args) => commands::simulate_fleet::main(&args),
+        Command::Emulator(args) => commands::emulator::main(args),
+        Command::Token(TokenCommand::Mint(args)) => commands::emulator::mint_main(args),
     }
-}
-
-/// The sidecar runs on one thread: handlers are a snapshot load and a buffer clone, so a
-/// second worker would only add cross-thread wake-ups (and a core a sidecar rarely has).
-fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(future)
-}
-
-fn emulator_result(result: Result<(), passport::emulator::cli::CliError>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => usage(format!("passport: {e}\n")),
-    }
-}
-
-fn usage(e: impl std::fmt::Display) -> ExitCode {
-    eprint!("{e}");
-    ExitCode::from(EXIT_USAGE)
 }
 
 /// `HOSTNAME` is a shell variable, not always exported; the kernel knows it regardless.
 fn fallback_env(name: &str) -> Option<String> {
-    (name == "HOSTNAME")
+    (name == passport::env::HOSTNAME)
         .then(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
         .flatten()
         .map(|h| h.trim().to_owned())

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use passport::check::{CheckArgs, Inputs, Report, run};
+use passport::commands::check::{CheckArgs, Inputs, Report, run};
 use serde_json::json;
 
 const NOW: u64 = START;
@@ -29,7 +29,7 @@ fn args() -> CheckArgs {
 }
 
 fn jwt(sub: &str, aud: &str, exp_from_now: i64) -> String {
-    passport::token::test_jwt(&json!({
+    passport_core::token::test_jwt(&json!({
         "iss": "https://oidc.eks.us-east-1.amazonaws.com/id/ABC123",
         "sub": sub,
         "aud": [aud],
@@ -180,14 +180,16 @@ async fn expired_token_fails() {
 }
 
 fn generated_policy(env: &Env, namespace: &str, service_account: &str) -> std::path::PathBuf {
-    let policy = passport::trust::render(&passport::trust::TrustPolicyArgs {
-        issuer: Some("https://oidc.eks.us-east-1.amazonaws.com/id/ABC123".into()),
-        oidc_provider_arn: None,
-        account_id: Some("111122223333".into()),
-        namespace: Some(namespace.into()),
-        service_account: Some(service_account.into()),
-        audience: "sts.amazonaws.com".into(),
-    })
+    let policy = passport::commands::trust_policy::render(
+        &passport::commands::trust_policy::TrustPolicyArgs {
+            issuer: Some("https://oidc.eks.us-east-1.amazonaws.com/id/ABC123".into()),
+            oidc_provider_arn: None,
+            account_id: Some("111122223333".into()),
+            namespace: Some(namespace.into()),
+            service_account: Some(service_account.into()),
+            audience: "sts.amazonaws.com".into(),
+        },
+    )
     .unwrap();
     env.dir.path().join(env.file("policy.json", &policy))
 }
@@ -294,37 +296,43 @@ async fn endpoint_down() {
 async fn all_good_against_the_emulator() {
     use passport::emulator::mint::MintRequest;
     use passport::emulator::{Emulator, EmulatorConfig};
-    use passport::server::ServerSettings;
-    use passport::server::imds::ImdsSettings;
-    use passport::sidecar::{Shutdown, Sidecar};
+    use passport_core::server::ServerSettings;
+    use passport_core::server::imds::ImdsSettings;
+    use passport_core::sidecar::{Shutdown, Sidecar};
 
     let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let role_arn = emulator.role_arn("passport-demo");
     let mut env = Env::irsa(&emulator.mint(&MintRequest::new("payments", "api")).unwrap());
     env.set("AWS_ROLE_ARN", &role_arn);
-    let auth = passport::auth::generate();
+    let auth = passport_core::auth::generate();
     let auth_file = env.file("auth", auth.expose());
     let mut refresh = refresh_settings(env.dir.path().join("token"));
-    refresh.role_arn = role_arn.clone();
-    let source = Arc::new(passport::sts::StsSource::new(&passport::sts::StsSettings {
-        region: "us-east-1".into(),
-        endpoint: Some(emulator.sts_url()),
-        connect_timeout: Duration::from_secs(2),
-        attempt_timeout: Duration::from_secs(5),
-    }));
+    refresh.role_arn = role_arn.parse().unwrap();
+    let source = Arc::new(passport_core::sts::StsSource::new(
+        &passport_core::sts::StsSettings {
+            region: "us-east-1".parse().unwrap(),
+            endpoint: Some(emulator.sts_url()),
+            connect_timeout: Duration::from_secs(2),
+            attempt_timeout: Duration::from_secs(5),
+        },
+    ));
     let server = ServerSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: None,
         auth_token: auth,
         max_connections: 64,
         header_read_timeout: Duration::from_secs(5),
-        imds: ImdsSettings::from_role_arn(&role_arn, "us-east-1", false),
+        imds: Some(ImdsSettings::new(
+            &role_arn.parse().unwrap(),
+            &"us-east-1".parse().unwrap(),
+            false,
+        )),
     };
     let sidecar = Sidecar::bind(
         refresh,
         server,
         source,
-        Arc::new(passport::clock::SystemClock),
+        Arc::new(passport_core::clock::SystemClock),
     )
     .await
     .unwrap();

@@ -7,8 +7,8 @@ use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use passport::emulator::mint::{self, MintRequest};
 use passport::emulator::sts_server::{DURATION_EXCEEDS_MAX, NOT_AUTHORIZED};
 use passport::emulator::{Emulator, EmulatorConfig, Faults, RoleConfig, SigningKey, TrustedIssuer};
-use passport::secret::Secret;
-use passport::sts::{AssumeRoleRequest, CredentialSource, ErrorClass, StsSettings, StsSource};
+use passport_core::secret::Secret;
+use passport_core::sts::{AssumeRoleRequest, CredentialSource, ErrorClass, StsSettings, StsSource};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -384,14 +384,14 @@ async fn scripted_faults_then_success_through_the_sidecars_source() {
     emu.push_fault("Throttling");
     emu.push_fault("IDPCommunicationError");
     let source = StsSource::new(&StsSettings {
-        region: "us-east-1".into(),
+        region: "us-east-1".parse().unwrap(),
         endpoint: Some(emu.sts_url()),
         connect_timeout: Duration::from_secs(2),
         attempt_timeout: Duration::from_secs(5),
     });
     let request = AssumeRoleRequest {
-        role_arn: emu.role_arn("passport-demo"),
-        session_name: "passport".into(),
+        role_arn: emu.role_arn("passport-demo").parse().unwrap(),
+        session_name: "passport".parse().unwrap(),
         web_identity_token: Secret::new(emu.mint(&MintRequest::new("default", "app")).unwrap()),
         duration_seconds: 3600,
     };
@@ -500,7 +500,7 @@ async fn http(emu: &Emulator, method: &str, path: &str, body: &str) -> (u16, Str
 /// A wall clock the test moves by hand.
 struct SteppedClock(std::sync::atomic::AtomicU64);
 
-impl passport::clock::Clock for SteppedClock {
+impl passport_core::clock::Clock for SteppedClock {
     fn wall(&self) -> SystemTime {
         SystemTime::now() + Duration::from_secs(self.0.load(std::sync::atomic::Ordering::SeqCst))
     }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use passport::fleet::{FleetConfig, simulate};
+use passport::commands::simulate_fleet::{FleetConfig, simulate};
 
 #[test]
 fn healthy_fleet_keeps_15_minutes_and_spreads_out() {

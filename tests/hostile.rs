@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use common::*;
 use hyper::StatusCode;
-use passport::clock::ManualClock;
-use passport::secret::Secret;
-use passport::server::ServerSettings;
-use passport::sidecar::{Shutdown, Sidecar};
+use passport_core::clock::ManualClock;
+use passport_core::secret::Secret;
+use passport_core::server::ServerSettings;
+use passport_core::sidecar::{Shutdown, Sidecar};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;

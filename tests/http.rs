@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use common::*;
 use hyper::StatusCode;
-use passport::clock::SystemClock;
-use passport::secret::Secret;
-use passport::server::ServerSettings;
-use passport::sidecar::{Shutdown, Sidecar};
-use passport::sts::{StsSettings, StsSource};
+use passport_core::clock::SystemClock;
+use passport_core::secret::Secret;
+use passport_core::server::ServerSettings;
+use passport_core::sidecar::{Shutdown, Sidecar};
+use passport_core::sts::{StsSettings, StsSource};
 use tokio_util::sync::CancellationToken;
 
 fn settings() -> ServerSettings {
@@ -34,7 +34,10 @@ struct Running {
     _dir: tempfile::TempDir,
 }
 
-async fn start(source: Arc<dyn passport::sts::CredentialSource>, shutdown: Shutdown) -> Running {
+async fn start(
+    source: Arc<dyn passport_core::sts::CredentialSource>,
+    shutdown: Shutdown,
+) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let token = write_token(dir.path(), "system:serviceaccount:ns:app");
     let sidecar = Sidecar::bind(
@@ -218,7 +221,7 @@ async fn shutdown_lets_open_connections_finish_and_closes_the_listener() {
 
 #[tokio::test]
 async fn the_real_sts_client_parses_credentials_and_classifies_errors() {
-    let expiration = passport::clock::format_rfc3339_seconds(
+    let expiration = passport_core::clock::format_rfc3339_seconds(
         std::time::SystemTime::now() + Duration::from_secs(3600),
     );
     let stub = StsStub::start((
@@ -249,20 +252,20 @@ async fn the_real_sts_client_parses_credentials_and_classifies_errors() {
         ),
     );
     let source = StsSource::new(&StsSettings {
-        region: "us-east-1".into(),
+        region: "us-east-1".parse().unwrap(),
         endpoint: Some(stub.url.clone()),
         connect_timeout: Duration::from_secs(2),
         attempt_timeout: Duration::from_secs(5),
     });
     let dir = tempfile::tempdir().unwrap();
-    let token = passport::token::read_token_file(&write_token(dir.path(), "sub")).unwrap();
-    let request = passport::sts::AssumeRoleRequest {
-        role_arn: ROLE_ARN.into(),
-        session_name: "test-session".into(),
+    let token = passport_core::token::read_token_file(&write_token(dir.path(), "sub")).unwrap();
+    let request = passport_core::sts::AssumeRoleRequest {
+        role_arn: ROLE_ARN.parse().unwrap(),
+        session_name: "test-session".parse().unwrap(),
         web_identity_token: token.jwt.clone(),
         duration_seconds: 3600,
     };
-    use passport::sts::{CredentialSource, ErrorClass::*};
+    use passport_core::sts::{CredentialSource, ErrorClass::*};
     let expect = [
         (TokenRejected, "InvalidIdentityToken"),
         (Throttled, "Throttling"),
@@ -282,7 +285,7 @@ async fn the_real_sts_client_parses_credentials_and_classifies_errors() {
     assert_eq!(creds.secret_access_key.expose(), "stub/secret+key");
     assert_eq!(creds.session_token.expose(), "stub-session-token");
     assert_eq!(
-        passport::clock::format_rfc3339_seconds(creds.expiration),
+        passport_core::clock::format_rfc3339_seconds(creds.expiration),
         expiration
     );
     assert_eq!(creds.account_id(), Some("111122223333"));

@@ -12,13 +12,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use passport::clock::{Clock, ManualClock, format_rfc3339_seconds};
-use passport::refresh::{RefreshSettings, Shared};
-use passport::secret::Secret;
-use passport::server::ServerSettings;
-use passport::server::imds::{ImdsSettings, SessionTokens, TOKEN_LEN};
-use passport::sidecar::{Shutdown, Sidecar};
-use passport::sts::ErrorClass;
+use passport_core::clock::{Clock, ManualClock, format_rfc3339_seconds};
+use passport_core::refresh::{RefreshSettings, Shared};
+use passport_core::secret::Secret;
+use passport_core::server::ServerSettings;
+use passport_core::server::imds::{ImdsSettings, SessionTokens, TOKEN_LEN};
+use passport_core::sidecar::{Shutdown, Sidecar};
+use passport_core::sts::ErrorClass;
 use tokio_util::sync::CancellationToken;
 
 /// A path in the role ARN: IMDS lists the role name, its last segment.
@@ -56,7 +56,11 @@ impl Harness {
 }
 
 fn settings(allow_v1: bool) -> Option<ImdsSettings> {
-    ImdsSettings::from_role_arn(IMDS_ROLE_ARN, "eu-west-1", allow_v1)
+    Some(ImdsSettings::new(
+        &IMDS_ROLE_ARN.parse().unwrap(),
+        &"eu-west-1".parse().unwrap(),
+        allow_v1,
+    ))
 }
 
 async fn start(imds: Option<ImdsSettings>, sts_up: bool) -> Harness {
@@ -85,7 +89,7 @@ async fn start_at(imds: Option<ImdsSettings>, sts_up: bool, wall: SystemTime) ->
         Behaviour::Fail(error(ErrorClass::Transient, "IDPCommunicationError"))
     });
     let refresh = RefreshSettings {
-        role_arn: IMDS_ROLE_ARN.into(),
+        role_arn: IMDS_ROLE_ARN.parse().unwrap(),
         ..refresh_settings(token_file)
     };
     let server = ServerSettings {

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use passport::clock::SystemClock;
-use passport::loadtest::{self, LoadtestConfig, Stop};
-use passport::secret::Secret;
-use passport::server::ServerSettings;
-use passport::server::imds::ImdsSettings;
-use passport::sidecar::{Shutdown, Sidecar};
+use passport::commands::loadtest::{self, LoadtestConfig, Stop};
+use passport_core::clock::SystemClock;
+use passport_core::secret::Secret;
+use passport_core::server::ServerSettings;
+use passport_core::server::imds::ImdsSettings;
+use passport_core::sidecar::{Shutdown, Sidecar};
 use tokio_util::sync::CancellationToken;
 
 struct Running {
@@ -36,7 +36,11 @@ async fn start() -> Running {
         auth_token: Secret::new(AUTH),
         max_connections: 2048,
         header_read_timeout: Duration::from_secs(5),
-        imds: ImdsSettings::from_role_arn(ROLE_ARN, "us-east-1", false),
+        imds: Some(ImdsSettings::new(
+            &ROLE_ARN.parse().unwrap(),
+            &"us-east-1".parse().unwrap(),
+            false,
+        )),
     };
     let sidecar = Sidecar::bind(
         refresh_settings(token_file),

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use common::*;
 use hyper::StatusCode;
-use passport::clock::{Clock, ManualClock};
-use passport::metrics::Metrics;
-use passport::refresh::{Refresher, Shared};
-use passport::secret::Secret;
-use passport::server::App;
-use passport::sts::ErrorClass;
+use passport_core::clock::{Clock, ManualClock};
+use passport_core::metrics::Metrics;
+use passport_core::refresh::{Refresher, Shared};
+use passport_core::secret::Secret;
+use passport_core::server::App;
+use passport_core::sts::ErrorClass;
 use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 
@@ -325,7 +325,12 @@ async fn token_rotation_and_expired_token_reread_the_file() {
     let seen = h.sts.tokens_seen.lock().unwrap().clone();
     let subs: Vec<String> = seen
         .iter()
-        .map(|jwt| passport::token::decode_claims(jwt).unwrap().sub.unwrap())
+        .map(|jwt| {
+            passport_core::token::decode_claims(jwt)
+                .unwrap()
+                .sub
+                .unwrap()
+        })
         .collect();
     assert_eq!(subs, ["first", "second", "second"]);
     assert!(h.client_sees().await.is_some());

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use passport::clock::SystemClock;
-use passport::secret::Secret;
-use passport::server::ServerSettings;
-use passport::sidecar::{Shutdown, Sidecar};
-use passport::sts::{StsSettings, StsSource};
+use passport_core::clock::SystemClock;
+use passport_core::secret::Secret;
+use passport_core::server::ServerSettings;
+use passport_core::sidecar::{Shutdown, Sidecar};
+use passport_core::sts::{StsSettings, StsSource};
 use tokio_util::sync::CancellationToken;
 
 const SECRET_KEY: &str = "PLANTEDsecretKEY0123456789abcdefghijklmn";
@@ -30,7 +30,7 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = write_token(dir.path(), "system:serviceaccount:ns:app");
     let jwt = std::fs::read_to_string(&token_file).unwrap();
-    let expiration = passport::clock::format_rfc3339_seconds(
+    let expiration = passport_core::clock::format_rfc3339_seconds(
         std::time::SystemTime::now() + Duration::from_secs(3600),
     );
     let stub = StsStub::start((
@@ -52,18 +52,22 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
     stub.push(200, format!("<AssumeRoleWithWebIdentityResponse>{jwt}"));
 
     let auth_file = dir.path().join("auth");
-    let auth = passport::auth::generate();
-    passport::auth::write_token_file(&auth_file, &auth, 0o600).unwrap();
+    let auth = passport_core::auth::generate();
+    passport_core::auth::write_token_file(&auth_file, &auth, 0o600).unwrap();
     let settings = ServerSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: Some("127.0.0.1:0".parse().unwrap()),
         auth_token: auth.clone(),
         max_connections: 64,
         header_read_timeout: Duration::from_secs(5),
-        imds: passport::server::imds::ImdsSettings::from_role_arn(ROLE_ARN, "us-east-1", false),
+        imds: Some(passport_core::server::imds::ImdsSettings::new(
+            &ROLE_ARN.parse().unwrap(),
+            &"us-east-1".parse().unwrap(),
+            false,
+        )),
     };
     let source = Arc::new(StsSource::new(&StsSettings {
-        region: "us-east-1".into(),
+        region: "us-east-1".parse().unwrap(),
         endpoint: Some(stub.url.clone()),
         connect_timeout: Duration::from_secs(2),
         attempt_timeout: Duration::from_secs(5),
@@ -197,13 +201,13 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
     exposed.push(format!("{settings:?} {refresh:?} {source:?}"));
     exposed.push(format!(
         "{:?}",
-        passport::token::read_token_file(&refresh.token_file).unwrap()
+        passport_core::token::read_token_file(&refresh.token_file).unwrap()
     ));
     exposed.push(format!(
         "{:?}",
-        passport::sts::AssumeRoleRequest {
-            role_arn: ROLE_ARN.into(),
-            session_name: "s".into(),
+        passport_core::sts::AssumeRoleRequest {
+            role_arn: ROLE_ARN.parse().unwrap(),
+            session_name: "test-session".parse().unwrap(),
             web_identity_token: Secret::new(jwt.clone()),
             duration_seconds: 900,
         }

@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use common::*;
 use hyper::StatusCode;
-use passport::clock::{Clock, ManualClock};
-use passport::metrics::Metrics;
-use passport::refresh::{Refresher, Shared};
-use passport::secret::Secret;
-use passport::server::App;
-use passport::sts::ErrorClass;
+use passport_core::clock::{Clock, ManualClock};
+use passport_core::metrics::Metrics;
+use passport_core::refresh::{Refresher, Shared};
+use passport_core::secret::Secret;
+use passport_core::server::App;
+use passport_core::sts::ErrorClass;
 use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 

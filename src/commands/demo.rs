@@ -14,15 +14,16 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
-use super::{EXIT_UNAVAILABLE, Signals};
-use crate::config::sanitize_session_name;
+use super::Signals;
+use crate::args::EXIT_UNAVAILABLE;
 use crate::emulator::mint::{self, MintRequest, TokenOutput};
 use crate::emulator::{Emulator, EmulatorConfig, SigningKey};
-use crate::refresh::RefreshSettings;
-use crate::server::ServerSettings;
-use crate::server::imds::ImdsSettings;
-use crate::sidecar::{Shutdown, Sidecar};
-use crate::sts::StsSettings;
+use passport_core::aws::{Region, RoleArn, SessionName};
+use passport_core::refresh::RefreshSettings;
+use passport_core::server::ServerSettings;
+use passport_core::server::imds::ImdsSettings;
+use passport_core::sidecar::{Shutdown, Sidecar};
+use passport_core::sts::StsSettings;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
@@ -36,7 +37,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "demo-app")]
     pub service_account: String,
     /// Rotate the token this often, as the kubelet does.
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = crate::args::duration)]
     pub rotate_every: Duration,
     /// Session duration asked of the emulated STS (900..43200).
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u32).range(900..=43200))]
@@ -47,19 +48,24 @@ pub struct DemoArgs {
 const DEMO_ROLE: &str = "passport-demo";
 const REGION: &str = "us-east-1";
 
+/// `passport demo`, until Ctrl-C.
+pub fn main(args: DemoArgs) -> ExitCode {
+    super::block_on(run(args))
+}
+
 pub async fn run(args: DemoArgs) -> ExitCode {
     let signals = match Signals::install() {
         Ok(s) => s,
         Err(e) => {
             error!(error = %e, "cannot install signal handlers");
-            return super::exit(EXIT_UNAVAILABLE);
+            return ExitCode::from(EXIT_UNAVAILABLE);
         }
     };
     match start_and_serve(args, signals).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(error = %e, "demo failed");
-            super::exit(EXIT_UNAVAILABLE)
+            ExitCode::from(EXIT_UNAVAILABLE)
         }
     }
 }
@@ -74,7 +80,11 @@ async fn start_and_serve(args: DemoArgs, signals: Signals) -> Result<(), String>
     .map_err(|e| e.to_string())?;
     let issuer = emulator.issuer_url().to_owned();
     let sts_url = emulator.sts_url();
-    let role_arn = emulator.role_arn(DEMO_ROLE);
+    let role_arn: RoleArn = emulator
+        .role_arn(DEMO_ROLE)
+        .parse()
+        .map_err(|e| format!("the emulator's role ARN: {e}"))?;
+    let region: Region = REGION.parse().expect("a region");
 
     let dir = tempfile::Builder::new()
         .prefix("passport-demo-")
@@ -118,11 +128,12 @@ async fn start_and_serve(args: DemoArgs, signals: Signals) -> Result<(), String>
     };
 
     let auth_file = dir.path().join("auth-token");
-    let auth_token = crate::auth::generate();
-    crate::auth::write_token_file(&auth_file, &auth_token, 0o600).map_err(|e| e.to_string())?;
+    let auth_token = passport_core::auth::generate();
+    passport_core::auth::write_token_file(&auth_file, &auth_token, 0o600)
+        .map_err(|e| e.to_string())?;
     let refresh = RefreshSettings {
         role_arn: role_arn.clone(),
-        session_name: sanitize_session_name(&format!("{}.{pod}", args.namespace)),
+        session_name: SessionName::sanitize(&format!("{}.{pod}", args.namespace)),
         duration_seconds: args.duration_seconds,
         token_file: token_file.clone(),
         attempt_timeout: Duration::from_secs(10),
@@ -133,10 +144,10 @@ async fn start_and_serve(args: DemoArgs, signals: Signals) -> Result<(), String>
         auth_token,
         max_connections: 1024,
         header_read_timeout: Duration::from_secs(5),
-        imds: ImdsSettings::from_role_arn(&role_arn, REGION, false),
+        imds: Some(ImdsSettings::new(&role_arn, &region, false)),
     };
     let sts = StsSettings {
-        region: REGION.into(),
+        region: region.clone(),
         endpoint: Some(sts_url.clone()),
         connect_timeout: Duration::from_secs(2),
         attempt_timeout: Duration::from_secs(10),
@@ -163,7 +174,7 @@ async fn start_and_serve(args: DemoArgs, signals: Signals) -> Result<(), String>
         ));
     }
 
-    let creds_url = format!("http://{listen}{}", crate::server::container::PATH);
+    let creds_url = format!("http://{listen}{}", passport_core::server::container::PATH);
     let imds_url = format!("http://{listen}");
     println!("passport demo: the IRSA path on this machine, no AWS account needed\n");
     println!("  OIDC issuer   {issuer}  (/.well-known/openid-configuration, /keys)");
@@ -186,7 +197,7 @@ async fn start_and_serve(args: DemoArgs, signals: Signals) -> Result<(), String>
     let env = |k: &str| -> Option<String> {
         match k {
             "AWS_WEB_IDENTITY_TOKEN_FILE" => Some(token_file.display().to_string()),
-            "AWS_ROLE_ARN" => Some(role_arn.clone()),
+            "AWS_ROLE_ARN" => Some(role_arn.to_string()),
             "AWS_REGION" | "AWS_DEFAULT_REGION" => Some(REGION.into()),
             "AWS_CONTAINER_CREDENTIALS_FULL_URI" => Some(creds_url.clone()),
             "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE" => Some(auth_file.display().to_string()),
@@ -195,15 +206,15 @@ async fn start_and_serve(args: DemoArgs, signals: Signals) -> Result<(), String>
             _ => None,
         }
     };
-    let check_args = crate::check::CheckArgs {
+    let check_args = super::check::CheckArgs {
         json: false,
         trust_policy: None,
         sts_endpoint: None,
         no_identity: false,
     };
-    let report = crate::check::run(
+    let report = super::check::run(
         &check_args,
-        &crate::check::Inputs {
+        &super::check::Inputs {
             env: &env,
             now: std::time::SystemTime::now(),
         },

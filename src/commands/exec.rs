@@ -4,47 +4,83 @@
 //! endpoint, with every variable that would take precedence over it in an SDK's credential
 //! chain removed, and passport exits with the command's status.
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::Args;
+use passport_core::server::ServerSettings;
+use passport_core::sidecar::{Shutdown, Sidecar};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-use super::EXIT_UNAVAILABLE;
-use crate::config::ExecConfig;
-use crate::server::ServerSettings;
-use crate::sidecar::{Shutdown, Sidecar};
+use super::sts_options::{StsArgs, StsConfig};
+use crate::args::{self, ConfigErrors, EXIT_UNAVAILABLE};
+use crate::env;
 
-/// Variables an SDK would use before the container endpoint (static keys, web identity,
-/// profiles, the other container-endpoint form). `exec` also points
-/// `AWS_SHARED_CREDENTIALS_FILE` at `/dev/null`.
-pub const SHADOWING_VARIABLES: &[&str] = &[
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_ROLE_ARN",
-    "AWS_ROLE_SESSION_NAME",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-];
+#[derive(Debug, Clone, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub sts: StsArgs,
+    /// How long to wait for the first credentials before giving up.
+    #[arg(long, env = "PASSPORT_EXEC_WAIT", default_value = "30s")]
+    pub wait: String,
+    /// The command to run, after `--`.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        value_name = "COMMAND"
+    )]
+    pub command: Vec<OsString>,
+}
+
+/// Validated settings for `exec`.
+#[derive(Debug, Clone)]
+pub struct ExecConfig {
+    pub sts: StsConfig,
+    pub wait: Duration,
+    pub command: Vec<OsString>,
+}
+
+impl ExecConfig {
+    pub fn from_args(args: &ExecArgs, env: env::Lookup<'_>) -> Result<Self, ConfigErrors> {
+        let mut problems = ConfigErrors::default();
+        let sts = StsConfig::from_args(&args.sts, env, &mut problems);
+        let wait = problems.check("--wait", &args.wait, args::duration(&args.wait));
+        if args.command.is_empty() {
+            problems.push("a command to run is required after `--`");
+        }
+        problems.into_result()?;
+        Ok(ExecConfig {
+            sts: sts.expect("no problems"),
+            wait: wait.expect("no problems"),
+            command: args.command.clone(),
+        })
+    }
+}
+
+/// `passport exec`, from the parsed flags to the command's exit status.
+pub fn main(args: ExecArgs, env: env::Lookup<'_>) -> ExitCode {
+    match ExecConfig::from_args(&args, env) {
+        Ok(config) => super::block_on(run(config)),
+        Err(e) => super::usage(e),
+    }
+}
 
 pub async fn run(config: ExecConfig) -> ExitCode {
     let dir = match tempfile::Builder::new().prefix("passport-exec-").tempdir() {
         Ok(dir) => dir,
         Err(e) => {
             error!(error = %e, "cannot create a temporary directory for the auth token");
-            return super::exit(EXIT_UNAVAILABLE);
+            return ExitCode::from(EXIT_UNAVAILABLE);
         }
     };
     let token_file = dir.path().join("auth-token");
-    let auth_token = crate::auth::generate();
-    if let Err(e) = crate::auth::write_token_file(&token_file, &auth_token, 0o600) {
+    let auth_token = passport_core::auth::generate();
+    if let Err(e) = passport_core::auth::write_token_file(&token_file, &auth_token, 0o600) {
         error!(error = %e, "cannot write the auth token file");
-        return super::exit(EXIT_UNAVAILABLE);
+        return ExitCode::from(EXIT_UNAVAILABLE);
     }
     let settings = ServerSettings {
         listen: "127.0.0.1:0".parse().expect("literal address"),
@@ -60,13 +96,13 @@ pub async fn run(config: ExecConfig) -> ExitCode {
             Ok(s) => s,
             Err(e) => {
                 error!(error = %e, "cannot start");
-                return super::exit(EXIT_UNAVAILABLE);
+                return ExitCode::from(EXIT_UNAVAILABLE);
             }
         };
     let url = format!(
         "http://{}{}",
         sidecar.local_addr(),
-        crate::server::container::PATH
+        passport_core::server::container::PATH
     );
     let shared = sidecar.shared();
     let stop = CancellationToken::new();
@@ -81,27 +117,26 @@ pub async fn run(config: ExecConfig) -> ExitCode {
             "no credentials from STS; not running the command");
         stop.cancel();
         let _ = running.await;
-        return super::exit(EXIT_UNAVAILABLE);
+        return ExitCode::from(EXIT_UNAVAILABLE);
     }
     info!(%url, "credentials ready; running the command");
 
     let mut command = tokio::process::Command::new(&config.command[0]);
     command.args(&config.command[1..]);
-    for var in SHADOWING_VARIABLES {
+    for var in env::SHADOWING {
         command.env_remove(var);
     }
     // Every SDK reads the shared credentials file before the container endpoint, so keys in
     // its [default] profile would win; the file holds nothing else the command needs.
-    command.env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    command.env(env::SHARED_CREDENTIALS_FILE, "/dev/null");
     command
-        .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &url)
-        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file);
-    let region = &config.sts.sts.region;
-    if std::env::var_os("AWS_REGION").is_none() {
-        command.env("AWS_REGION", region);
-    }
-    if std::env::var_os("AWS_DEFAULT_REGION").is_none() {
-        command.env("AWS_DEFAULT_REGION", region);
+        .env(env::CONTAINER_FULL_URI, &url)
+        .env(env::CONTAINER_AUTH_TOKEN_FILE, &token_file);
+    let region = config.sts.sts.region.as_str();
+    for var in [env::REGION, env::DEFAULT_REGION] {
+        if std::env::var_os(var).is_none() {
+            command.env(var, region);
+        }
     }
     let mut child = match command.spawn() {
         Ok(child) => child,
@@ -109,7 +144,7 @@ pub async fn run(config: ExecConfig) -> ExitCode {
             error!(command = %config.command[0].to_string_lossy(), error = %e, "cannot run the command");
             stop.cancel();
             let _ = running.await;
-            return super::exit(127);
+            return ExitCode::from(127);
         }
     };
     let status = wait_forwarding_signals(&mut child).await;
@@ -151,5 +186,43 @@ fn exit_code(status: std::io::Result<std::process::ExitStatus>) -> ExitCode {
             error!(error = %e, "waiting for the command failed");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    const ROLE: &str = "arn:aws:iam::111122223333:role/app";
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn exec_requires_a_command() {
+        assert!(Cli::try_parse_from(["passport", "exec", "--role-arn", ROLE]).is_err());
+        let cli = Cli::try_parse_from([
+            "passport",
+            "exec",
+            "--role-arn",
+            ROLE,
+            "--region",
+            "us-east-1",
+            "--",
+            "aws",
+            "--version",
+        ])
+        .unwrap();
+        let Command::Exec(args) = cli.command else {
+            panic!()
+        };
+        let c = ExecConfig::from_args(&args, &no_env).unwrap();
+        assert_eq!(
+            c.command,
+            vec![OsString::from("aws"), OsString::from("--version")]
+        );
     }
 }

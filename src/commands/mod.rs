@@ -1,16 +1,37 @@
-//! Subcommands other than the library's core: each turns a validated config into a
-//! running process and an exit code.
+//! One module per subcommand. Each owns its clap `Args`, their validation into a typed
+//! config (every problem reported at once, exit 64), and its `main`. `serve` and `exec`
+//! run the sidecar core; the others are tools around it.
 
+pub mod check;
 pub mod demo;
+pub mod emulator;
 pub mod exec;
+pub mod inject;
+pub mod loadtest;
 pub mod serve;
+pub mod simulate_fleet;
+pub mod sts_options;
+pub mod trust_policy;
 
 use std::process::ExitCode;
 
-/// Exit status for bad flags or configuration (sysexits EX_USAGE).
-pub const EXIT_USAGE: u8 = 64;
-/// Exit status when the environment prevents running (cannot bind, cannot write files).
-pub const EXIT_UNAVAILABLE: u8 = 69;
+use crate::args::EXIT_USAGE;
+
+/// The sidecar runs on one thread: handlers are a snapshot load and a buffer clone, so a
+/// second worker would only add cross-thread wake-ups (and a core a sidecar rarely has).
+pub fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(future)
+}
+
+/// Print a usage problem and exit 64.
+pub fn usage(e: impl std::fmt::Display) -> ExitCode {
+    eprint!("{e}");
+    ExitCode::from(EXIT_USAGE)
+}
 
 /// SIGTERM/SIGINT handling, installed before anything slow happens: a signal that
 /// arrives while passport is still starting must drain and exit 0 like any other, not
@@ -46,8 +67,4 @@ impl Signals {
             _ = self.int.recv() => tracing::info!("SIGINT received"),
         }
     }
-}
-
-pub fn exit(code: u8) -> ExitCode {
-    ExitCode::from(code)
 }

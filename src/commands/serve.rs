@@ -1,15 +1,215 @@
-//! `passport serve`: the sidecar's main job.
+//! `passport serve`: the sidecar's main job. Owns its flags, their validation into a
+//! [`ServeConfig`], `--print-env`, and the run until SIGTERM.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use clap::Args;
+use passport_core::schedule::{CLIENT_REFRESH_WINDOW, minimum_time_left};
+use passport_core::server::ServerSettings;
+use passport_core::server::imds::ImdsSettings;
+use passport_core::sidecar::{Shutdown, Sidecar};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{EXIT_UNAVAILABLE, Signals};
-use crate::config::ServeConfig;
-use crate::refresh::{CLIENT_REFRESH_WINDOW, minimum_time_left};
-use crate::server::ServerSettings;
-use crate::sidecar::{Shutdown, Sidecar};
+use super::Signals;
+use super::sts_options::{StsArgs, StsConfig};
+use crate::args::{self, ConfigErrors, EXIT_UNAVAILABLE};
+use crate::env;
+
+/// The credentials listener's default address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9911";
+/// The admin listener's default address: the pod IP, so the kubelet can probe it.
+pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9912";
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub sts: StsArgs,
+    /// Address for the credentials endpoints (container and IMDS).
+    #[arg(long, env = "PASSPORT_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+    /// Allow `--listen` on a non-loopback address (credentials become reachable from the network).
+    #[arg(long, env = "PASSPORT_ALLOW_NON_LOOPBACK")]
+    pub allow_non_loopback: bool,
+    /// File to write the client auth token to; give the same path to the application as
+    /// AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE.
+    #[arg(long, env = "PASSPORT_AUTH_TOKEN_FILE")]
+    pub auth_token_file: Option<PathBuf>,
+    /// Permission bits of the auth token file (octal).
+    #[arg(long, env = "PASSPORT_AUTH_TOKEN_FILE_MODE", default_value = "0640")]
+    pub auth_token_file_mode: String,
+    /// Address for /healthz, /readyz and /metrics, or `off`.
+    #[arg(long, env = "PASSPORT_ADMIN_LISTEN", default_value = DEFAULT_ADMIN_LISTEN)]
+    pub admin_listen: String,
+    /// Open connections allowed per listener.
+    #[arg(long, env = "PASSPORT_MAX_CONNECTIONS", default_value = "2048")]
+    pub max_connections: String,
+    /// After SIGTERM, keep serving this long (the application may still be shutting down).
+    #[arg(long, env = "PASSPORT_DRAIN_DELAY", default_value = "5s")]
+    pub drain_delay: String,
+    /// After the drain delay, wait this long for in-flight requests.
+    #[arg(long, env = "PASSPORT_SHUTDOWN_TIMEOUT", default_value = "5s")]
+    pub shutdown_timeout: String,
+    /// Do not serve the IMDS-compatible endpoint under /latest/ (it is on by default).
+    #[arg(long, env = "PASSPORT_DISABLE_IMDS")]
+    pub disable_imds: bool,
+    /// Answer IMDS GETs without a session token (IMDSv1). Off by default: v2 only.
+    #[arg(long, env = "PASSPORT_IMDS_ALLOW_V1")]
+    pub imds_allow_v1: bool,
+    /// Print the environment an application needs, as `export` lines, and exit.
+    #[arg(long)]
+    pub print_env: bool,
+}
+
+/// Validated settings for `serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub sts: StsConfig,
+    pub listen: SocketAddr,
+    pub admin_listen: Option<SocketAddr>,
+    pub auth_token_file: PathBuf,
+    pub auth_token_file_mode: u32,
+    pub max_connections: usize,
+    pub drain_delay: Duration,
+    pub shutdown_timeout: Duration,
+    /// `None` with `--disable-imds`.
+    pub imds: Option<ImdsSettings>,
+}
+
+impl ServeConfig {
+    pub fn from_args(args: &ServeArgs, env: env::Lookup<'_>) -> Result<Self, ConfigErrors> {
+        let mut problems = ConfigErrors::default();
+        let sts = StsConfig::from_args(&args.sts, env, &mut problems);
+        let listen = match args.listen.parse::<SocketAddr>() {
+            Ok(addr) if addr.ip().is_loopback() || args.allow_non_loopback => Some(addr),
+            Ok(addr) => {
+                problems.push(format!(
+                    "--listen {addr}: not a loopback address; credentials would be reachable from the network \
+                     (add --allow-non-loopback if that is really intended)"
+                ));
+                None
+            }
+            Err(_) => {
+                problems.push(format!(
+                    "--listen {:?}: expected IP:PORT, e.g. {DEFAULT_LISTEN}",
+                    args.listen
+                ));
+                None
+            }
+        };
+        let admin_listen = if args.admin_listen.eq_ignore_ascii_case("off") {
+            Some(None)
+        } else {
+            problems
+                .check(
+                    "--admin-listen",
+                    &args.admin_listen,
+                    args.admin_listen
+                        .parse::<SocketAddr>()
+                        .map_err(|_| "expected IP:PORT or `off`"),
+                )
+                .map(Some)
+        };
+        let auth_token_file = match &args.auth_token_file {
+            Some(path) if !path.as_os_str().is_empty() => Some(path.clone()),
+            _ => {
+                problems.push(
+                    "--auth-token-file (PASSPORT_AUTH_TOKEN_FILE) is required: passport writes the client auth token there",
+                );
+                None
+            }
+        };
+        let mode = problems.check(
+            "--auth-token-file-mode",
+            &args.auth_token_file_mode,
+            file_mode(&args.auth_token_file_mode),
+        );
+        let max_connections = problems.check(
+            "--max-connections",
+            &args.max_connections,
+            args::number_in(&args.max_connections, 1, 1_000_000),
+        );
+        let drain_delay = problems.check(
+            "--drain-delay",
+            &args.drain_delay,
+            args::duration(&args.drain_delay),
+        );
+        let shutdown_timeout = problems.check(
+            "--shutdown-timeout",
+            &args.shutdown_timeout,
+            args::duration(&args.shutdown_timeout),
+        );
+        problems.into_result()?;
+        let sts = sts.expect("no problems");
+        let imds = (!args.disable_imds)
+            .then(|| ImdsSettings::new(&sts.refresh.role_arn, &sts.sts.region, args.imds_allow_v1));
+        Ok(ServeConfig {
+            sts,
+            listen: listen.expect("no problems"),
+            admin_listen: admin_listen.expect("no problems"),
+            auth_token_file: auth_token_file.expect("no problems"),
+            auth_token_file_mode: mode.expect("no problems"),
+            max_connections: max_connections.expect("no problems") as usize,
+            drain_delay: drain_delay.expect("no problems"),
+            shutdown_timeout: shutdown_timeout.expect("no problems"),
+            imds,
+        })
+    }
+}
+
+/// Octal permission bits for a token file: owner-readable, never group/world-writable.
+fn file_mode(raw: &str) -> Result<u32, &'static str> {
+    match u32::from_str_radix(raw.trim_start_matches("0o"), 8) {
+        Ok(mode) if mode <= 0o777 && mode & 0o400 != 0 && mode & 0o022 == 0 => Ok(mode),
+        _ => Err(
+            "expected octal permission bits, owner-readable, not group/world-writable (e.g. 0640)",
+        ),
+    }
+}
+
+/// What `serve --print-env` needs: only where to connect and which token file to read,
+/// so it works in a shell that has none of the STS settings.
+pub fn print_env_target(args: &ServeArgs) -> Result<(SocketAddr, PathBuf), ConfigErrors> {
+    let mut problems = ConfigErrors::default();
+    let listen = problems.check(
+        "--listen",
+        &args.listen,
+        args.listen
+            .parse::<SocketAddr>()
+            .map_err(|_| "expected IP:PORT"),
+    );
+    // Absolute, so the application finds it whatever its working directory.
+    let file = args
+        .auth_token_file
+        .as_ref()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()));
+    if file.is_none() {
+        problems.push("--auth-token-file (PASSPORT_AUTH_TOKEN_FILE) is required: the application reads the token there");
+    }
+    problems.into_result()?;
+    Ok((listen.expect("no problems"), file.expect("no problems")))
+}
+
+/// `passport serve`, from the parsed flags to an exit status.
+pub fn main(args: ServeArgs, env: env::Lookup<'_>) -> ExitCode {
+    if args.print_env {
+        return match print_env_target(&args) {
+            Ok((listen, file)) => {
+                print!("{}", env_lines(listen, &file, !args.disable_imds));
+                ExitCode::SUCCESS
+            }
+            Err(e) => super::usage(e),
+        };
+    }
+    match ServeConfig::from_args(&args, env) {
+        Ok(config) => super::block_on(run(config)),
+        Err(e) => super::usage(e),
+    }
+}
 
 /// The environment an application needs to use passport: the container endpoint (which
 /// every SDK's chain tries before IMDS), the IMDS endpoint for tools that only know that
@@ -19,29 +219,25 @@ pub fn env_lines(
     auth_token_file: &std::path::Path,
     imds: bool,
 ) -> String {
-    let url = format!("http://{listen}{}", crate::server::container::PATH);
-    let mut out = format!(
-        "export AWS_CONTAINER_CREDENTIALS_FULL_URI={}\n",
-        shell_quote(&url)
-    );
+    let url = format!("http://{listen}{}", passport_core::server::container::PATH);
+    let mut out = format!("export {}={}\n", env::CONTAINER_FULL_URI, shell_quote(&url));
     out.push_str(&format!(
-        "export AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={}\n",
+        "export {}={}\n",
+        env::CONTAINER_AUTH_TOKEN_FILE,
         shell_quote(&auth_token_file.to_string_lossy())
     ));
     if imds {
         // No trailing slash: the Java SDK concatenates paths onto it.
         out.push_str(&format!(
-            "export AWS_EC2_METADATA_SERVICE_ENDPOINT=http://{listen}\n"
+            "export {}=http://{listen}\n",
+            env::EC2_METADATA_SERVICE_ENDPOINT
         ));
         out.push_str(&format!(
             "export NO_PROXY={}${{NO_PROXY:+,$NO_PROXY}}\n",
             listen.ip()
         ));
     }
-    out.push_str(&format!(
-        "unset {}\n",
-        crate::commands::exec::SHADOWING_VARIABLES.join(" ")
-    ));
+    out.push_str(&format!("unset {}\n", env::SHADOWING.join(" ")));
     out
 }
 
@@ -60,20 +256,24 @@ pub async fn run(config: ServeConfig) -> ExitCode {
         Ok(signals) => signals,
         Err(e) => {
             error!(error = %e, "cannot install signal handlers");
-            return super::exit(EXIT_UNAVAILABLE);
+            return ExitCode::from(EXIT_UNAVAILABLE);
         }
     };
-    let url = format!("http://{}{}", config.listen, crate::server::container::PATH);
+    let url = format!(
+        "http://{}{}",
+        config.listen,
+        passport_core::server::container::PATH
+    );
     warn_about(&config);
 
-    let auth_token = crate::auth::generate();
-    if let Err(e) = crate::auth::write_token_file(
+    let auth_token = passport_core::auth::generate();
+    if let Err(e) = passport_core::auth::write_token_file(
         &config.auth_token_file,
         &auth_token,
         config.auth_token_file_mode,
     ) {
         error!(path = %config.auth_token_file.display(), error = %e, "cannot write the auth token file");
-        return super::exit(EXIT_UNAVAILABLE);
+        return ExitCode::from(EXIT_UNAVAILABLE);
     }
     let settings = ServerSettings {
         listen: config.listen,
@@ -88,7 +288,7 @@ pub async fn run(config: ServeConfig) -> ExitCode {
             Ok(sidecar) => sidecar,
             Err(e) => {
                 error!(error = %e, "cannot start");
-                return super::exit(EXIT_UNAVAILABLE);
+                return ExitCode::from(EXIT_UNAVAILABLE);
             }
         };
     info!(
@@ -136,6 +336,24 @@ fn warn_about(config: &ServeConfig) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn serve(args: &[&str]) -> Result<ServeConfig, ConfigErrors> {
+        let mut full = vec!["passport", "serve"];
+        full.extend_from_slice(args);
+        let cli = Cli::try_parse_from(full).unwrap();
+        let Command::Serve(serve) = cli.command else {
+            panic!()
+        };
+        ServeConfig::from_args(&serve, &no_env)
+    }
+
+    const ROLE: &str = "arn:aws:iam::111122223333:role/app";
 
     #[test]
     fn env_lines_quote_paths() {
@@ -159,5 +377,149 @@ mod tests {
             "export AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE='/tmp/it'\\''s here/token'\n"
         ));
         assert!(text.contains("unset AWS_ACCESS_KEY_ID"));
+    }
+
+    #[test]
+    fn valid_minimal_config() {
+        let c = serve(&[
+            "--role-arn",
+            ROLE,
+            "--region",
+            "eu-west-1",
+            "--auth-token-file",
+            "/tmp/a",
+        ])
+        .unwrap();
+        assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(c.sts.refresh.duration_seconds, 3600);
+        assert_eq!(c.sts.sts.region.as_str(), "eu-west-1");
+        assert_eq!(c.sts.sts.endpoint, None);
+        assert_eq!(
+            c.sts.refresh.token_file,
+            PathBuf::from(super::super::sts_options::EKS_TOKEN_FILE)
+        );
+        assert_eq!(c.auth_token_file_mode, 0o640);
+        assert_eq!(c.drain_delay, Duration::from_secs(5));
+        assert_eq!(
+            c.imds,
+            Some(ImdsSettings {
+                allow_v1: false,
+                role_name: "app".into(),
+                region: "eu-west-1".into(),
+                account_id: "111122223333".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn imds_flags() {
+        let base = [
+            "--role-arn",
+            "arn:aws:iam::111122223333:role/team/app",
+            "--region",
+            "us-west-2",
+            "--auth-token-file",
+            "/tmp/a",
+        ];
+        let with = |extra: &[&str]| {
+            let mut args = base.to_vec();
+            args.extend_from_slice(extra);
+            serve(&args).unwrap()
+        };
+        assert_eq!(with(&["--disable-imds"]).imds, None);
+        let imds = with(&["--imds-allow-v1"]).imds.unwrap();
+        assert!(imds.allow_v1);
+        assert_eq!(imds.role_name, "app");
+        assert_eq!(imds.region, "us-west-2");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = serve(&[
+            "--role-arn",
+            "arn:aws:iam::123:user/bob",
+            "--duration-seconds",
+            "60",
+            "--listen",
+            "0.0.0.0:80",
+            "--admin-listen",
+            "nope",
+            "--sts-endpoint",
+            "http://sts.example.com",
+            "--session-name",
+            "a/b",
+            "--auth-token-file-mode",
+            "0666",
+            "--drain-delay",
+            "soon",
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.0.len(), 9, "{text}");
+        for needle in [
+            "--role-arn",
+            "--duration-seconds",
+            "--listen",
+            "--admin-listen",
+            "--sts-endpoint",
+            "--session-name",
+            "--auth-token-file ",
+            "--auth-token-file-mode",
+            "--drain-delay",
+        ] {
+            assert!(text.contains(needle), "missing {needle}: {text}");
+        }
+    }
+
+    #[test]
+    fn missing_role_and_region_are_reported() {
+        let err = serve(&["--auth-token-file", "/tmp/a"]).unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+    }
+
+    #[test]
+    fn endpoint_override_implies_a_region_and_allows_loopback_http() {
+        let c = serve(&[
+            "--role-arn",
+            ROLE,
+            "--sts-endpoint",
+            "http://127.0.0.1:5000/",
+            "--auth-token-file",
+            "a",
+        ])
+        .unwrap();
+        assert_eq!(c.sts.sts.region.as_str(), "us-east-1");
+        assert_eq!(c.sts.sts.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+    }
+
+    #[test]
+    fn non_loopback_listen_needs_the_opt_in() {
+        let c = serve(&[
+            "--role-arn",
+            ROLE,
+            "--region",
+            "us-east-1",
+            "--auth-token-file",
+            "a",
+            "--listen",
+            "0.0.0.0:9911",
+            "--allow-non-loopback",
+        ])
+        .unwrap();
+        assert!(!c.listen.ip().is_loopback());
+        let c = serve(&[
+            "--role-arn",
+            ROLE,
+            "--region",
+            "us-east-1",
+            "--auth-token-file",
+            "a",
+            "--admin-listen",
+            "off",
+            "--listen",
+            "[::1]:1",
+        ])
+        .unwrap();
+        assert_eq!(c.admin_listen, None);
     }
 }

@@ -111,7 +111,7 @@ impl SigningKey {
 
     /// Write the private key as PKCS#8 PEM (mode 0600 on Unix), atomically.
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {
-        crate::emulator::mint::write_atomic(path, self.pem.as_bytes(), 0o600).map_err(|source| {
+        passport_core::fs::write_atomic(path, self.pem.as_bytes(), 0o600).map_err(|source| {
             KeyError::Io {
                 path: path.display().to_string(),
                 source,

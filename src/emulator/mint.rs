@@ -1,12 +1,13 @@
 //! Minting projected-style service-account tokens and writing them like the kubelet does.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
 use crate::emulator::issuer::SigningKey;
+use passport_core::fs::write_atomic;
 
 pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
 
@@ -120,42 +121,6 @@ pub fn mint_token(
     now: SystemTime,
 ) -> Result<String, MintError> {
     Ok(key.sign(&request.claims(issuer, now))?)
-}
-
-/// Write `contents` to a temp file in `path`'s directory and rename it over `path`.
-pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}.{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let result = (|| {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(mode);
-        }
-        #[cfg(not(unix))]
-        let _ = mode;
-        let mut f = opts.open(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Write `contents` the way the kubelet updates a projected volume:
@@ -279,16 +244,6 @@ mod tests {
         );
         // Stable across mints.
         assert_eq!(req.claims("x", now)["kubernetes.io"], c["kubernetes.io"]);
-    }
-
-    #[test]
-    fn atomic_write_replaces() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("token");
-        write_atomic(&p, b"one", 0o644).unwrap();
-        write_atomic(&p, b"two", 0o644).unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[cfg(unix)]

@@ -18,13 +18,11 @@
 //! # Ok(()) }
 //! ```
 
-pub mod cli;
 pub mod faults;
 pub mod issuer;
 pub mod mint;
 pub mod sigv4;
 pub mod sts_server;
-pub mod trust_policy;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -37,12 +35,13 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::{Clock, SystemClock};
+use crate::trust_policy;
+pub use crate::trust_policy::{Decision, TrustPolicy};
 pub use faults::{Faults, StsError};
 pub use issuer::SigningKey;
 pub use mint::{MintError, MintRequest};
+use passport_core::clock::{Clock, SystemClock};
 use sts_server::{Provider, Role, State};
-pub use trust_policy::{Decision, TrustPolicy};
 
 pub const DEFAULT_ACCOUNT_ID: &str = "111122223333";
 pub const DEFAULT_ROLE: &str = "passport-demo";

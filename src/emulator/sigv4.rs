@@ -249,7 +249,7 @@ pub fn verify(
         && (now - when).abs() > 15 * 60
     {
         let fmt = |t: i64| {
-            crate::clock::format_rfc3339_seconds(
+            passport_core::clock::format_rfc3339_seconds(
                 std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64),
             )
             .replace(['-', ':'], "")

@@ -18,12 +18,12 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation};
 use rand::RngExt;
 
-use crate::clock::{Clock, format_rfc3339_seconds};
 use crate::emulator::faults::{FaultState, Faults, StsError};
 use crate::emulator::issuer::{SigningKey, discovery_document};
 use crate::emulator::sigv4;
-use crate::emulator::trust_policy::{self, TrustPolicy};
-use crate::secret::Secret;
+use crate::trust_policy::{self, TrustPolicy};
+use passport_core::clock::{Clock, format_rfc3339_seconds};
+use passport_core::secret::Secret;
 
 pub const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 const MAX_BODY: usize = 64 * 1024;
@@ -361,7 +361,7 @@ fn verify_token(state: &State, jwt: &str) -> Result<Verified, StsError> {
             "The ID Token provided is not a valid JWT. (You may see this error if you sent an Access Token)",
         )
     };
-    let claims = crate::token::decode_claims(jwt).map_err(|_| not_jwt())?;
+    let claims = passport_core::token::decode_claims(jwt).map_err(|_| not_jwt())?;
     let header = jsonwebtoken::decode_header(jwt).map_err(|_| not_jwt())?;
     let iss = claims
         .iss

@@ -13,12 +13,12 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::header::AUTHORIZATION;
 use hyper::{Request, StatusCode};
-use passport::clock::Clock;
-use passport::credentials::Credentials;
-use passport::refresh::RefreshSettings;
-use passport::secret::Secret;
-use passport::server::App;
-use passport::sts::{AssumeRoleRequest, BoxFuture, CredentialSource, ErrorClass, SourceError};
+use passport_core::clock::Clock;
+use passport_core::credentials::Credentials;
+use passport_core::refresh::RefreshSettings;
+use passport_core::secret::Secret;
+use passport_core::server::App;
+use passport_core::sts::{AssumeRoleRequest, BoxFuture, CredentialSource, ErrorClass, SourceError};
 
 pub const ROLE_ARN: &str = "arn:aws:iam::111122223333:role/app";
 /// 2026-01-01T00:00:00Z
@@ -168,7 +168,7 @@ impl CredentialSource for FakeSts {
 /// A token file holding a well-formed (unsigned) JWT for `sub`.
 pub fn write_token(dir: &Path, sub: &str) -> PathBuf {
     let path = dir.join("token");
-    let jwt = passport::token::test_jwt(&serde_json::json!({
+    let jwt = passport_core::token::test_jwt(&serde_json::json!({
         "iss": "https://oidc.example", "sub": sub, "aud": "sts.amazonaws.com", "exp": 4_000_000_000u64
     }));
     std::fs::write(&path, jwt).unwrap();
@@ -177,8 +177,8 @@ pub fn write_token(dir: &Path, sub: &str) -> PathBuf {
 
 pub fn refresh_settings(token_file: PathBuf) -> RefreshSettings {
     RefreshSettings {
-        role_arn: ROLE_ARN.into(),
-        session_name: "test-session".into(),
+        role_arn: ROLE_ARN.parse().unwrap(),
+        session_name: "test-session".parse().unwrap(),
         duration_seconds: 3600,
         token_file,
         attempt_timeout: Duration::from_secs(10),
@@ -216,7 +216,7 @@ pub async fn fetch(app: &App, auth: Option<&str>) -> Reply {
     if let Some(auth) = auth {
         req = req.header(AUTHORIZATION, auth);
     }
-    let response = passport::server::container::handle(app, &req.body(()).unwrap());
+    let response = passport_core::server::container::handle(app, &req.body(()).unwrap());
     let (parts, body) = response.into_parts();
     Reply {
         status: parts.status,
@@ -227,7 +227,7 @@ pub async fn fetch(app: &App, auth: Option<&str>) -> Reply {
 
 pub async fn admin(app: &App, path: &str) -> Reply {
     let req = Request::builder().uri(path).body(()).unwrap();
-    let response = passport::server::admin::handle(app, &req);
+    let response = passport_core::server::admin::handle(app, &req);
     let (parts, body) = response.into_parts();
     Reply {
         status: parts.status,
@@ -240,17 +240,7 @@ pub async fn admin(app: &App, path: &str) -> Reply {
 pub fn parse_expiration(s: &str) -> SystemTime {
     assert_eq!(s.len(), 20, "{s}");
     assert!(s.ends_with('Z') && &s[10..11] == "T", "{s}");
-    let n = |r: std::ops::Range<usize>| s[r].parse::<i64>().unwrap();
-    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
-    // Days from civil (Howard Hinnant).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19);
-    SystemTime::UNIX_EPOCH + Duration::from_secs(secs as u64)
+    humantime::parse_rfc3339(s).unwrap_or_else(|e| panic!("{s}: {e}"))
 }
 
 /// A `MakeWriter` that keeps everything written, for scanning logs.

@@ -1,5 +1,5 @@
-//! `passport emulator` and `passport token mint`: clap arguments and runners, ready to be
-//! merged into the main CLI.
+//! `passport emulator` and `passport token mint`: their flags and runners. The emulator
+//! itself is `crate::emulator`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,10 +16,6 @@ use crate::emulator::{
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9401";
 pub const DEFAULT_ISSUER: &str = "http://127.0.0.1:9401";
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| e.to_string())
-}
 
 /// Run a local OIDC issuer and STS emulator (loopback only).
 #[derive(Debug, Clone, Args)]
@@ -63,7 +59,7 @@ pub struct EmulatorArgs {
     #[arg(long = "script", value_delimiter = ',', value_name = "CODE")]
     pub script: Vec<String>,
     /// Latency added to each AssumeRoleWithWebIdentity call (e.g. 250ms).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = crate::args::duration)]
     pub latency: Option<Duration>,
     /// Calls per second beyond which STS answers Throttling.
     #[arg(long)]
@@ -91,13 +87,13 @@ pub struct TokenMintArgs {
     #[arg(long = "audience", default_value = mint::DEFAULT_AUDIENCE)]
     pub audiences: Vec<String>,
     /// Token lifetime (`exp - iat`).
-    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = crate::args::duration)]
     pub lifetime: Duration,
     /// Pod name for the `kubernetes.io` claim (default `SA-0`).
     #[arg(long)]
     pub pod_name: Option<String>,
     /// Keep running, re-minting the token this often (like the kubelet).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = crate::args::duration)]
     pub rotate_every: Option<Duration>,
     /// Use the kubelet's layout: OUT -> ..data/FILE, ..data -> ..TIMESTAMP.
     #[arg(long)]
@@ -183,6 +179,23 @@ impl EmulatorArgs {
             faults,
             ..Default::default()
         })
+    }
+}
+
+/// `passport emulator`, from the parsed flags to an exit status.
+pub fn main(args: EmulatorArgs) -> std::process::ExitCode {
+    exit_status(super::block_on(run_emulator(args)))
+}
+
+/// `passport token mint`, from the parsed flags to an exit status.
+pub fn mint_main(args: TokenMintArgs) -> std::process::ExitCode {
+    exit_status(super::block_on(run_token_mint(args)))
+}
+
+fn exit_status(result: Result<(), CliError>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => super::usage(format!("passport: {e}\n")),
     }
 }
 

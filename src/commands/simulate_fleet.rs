@@ -1,6 +1,7 @@
 //! `passport simulate-fleet`: a deterministic, virtual-time simulation of a fleet of
-//! sidecars refreshing against one STS, running the real scheduling functions
-//! ([`refresh_delay`], [`retry_delay`]) the way `Refresher::run` calls them.
+//! sidecars refreshing against one STS. Each simulated sidecar drives the real
+//! [`Schedule`], the state machine `Refresher::run` drives, so the figures are those of
+//! the code that ships.
 //!
 //! Model, per sidecar:
 //! - it starts at a uniformly random instant within the rollout window and calls STS at once
@@ -8,14 +9,14 @@
 //! - an STS call takes a uniformly random 20–200 ms; while STS is healthy it returns a
 //!   session of `session` length counted from the call, while it is down (the outage window)
 //!   it fails fast with a transient error (5xx);
-//! - after a success the next attempt is `refresh_delay(time left at arrival, first)` later
-//!   (`first` only for the first success after start), after a failure
-//!   `retry_delay(Transient, consecutive failures, retry_cap(Transient, servable time))`
-//!   later (up to 5 minutes while the old credentials have time to spare, else up to 60 s);
+//! - after a success the next attempt is `Schedule::after_success(time left at arrival)`
+//!   later, after a failure `Schedule::after_failure(Transient, servable time)` later (up to
+//!   5 minutes while the old credentials have time to spare, else up to 60 s);
 //! - the web-identity token is re-read on every attempt; the kubelet rotates it at 80 % of
 //!   its 24 h lifetime, so an attempt never presents an expired token (checked).
 //!
-//! Each sidecar has its own seeded RNG, so a run is a pure function of the flags.
+//! Each sidecar's schedule is seeded, and the simulated STS latency is drawn from the same
+//! stream, so a run is a pure function of the flags.
 //! Figures are STS calls binned per second and per minute, after the first hour (the
 //! first hour is the rollout's own herd, which nothing can spread: every pod needs
 //! credentials before it can start).
@@ -24,13 +25,13 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
+use passport_core::schedule::{CLIENT_REFRESH_WINDOW, Schedule, retry_cap};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 
-use crate::credentials::SERVE_MARGIN;
-use crate::refresh::{CLIENT_REFRESH_WINDOW, refresh_delay, retry_cap, retry_delay};
-use crate::sts::ErrorClass;
+use passport_core::credentials::SERVE_MARGIN;
+use passport_core::sts::ErrorClass;
 
 /// Virtual time in microseconds since the simulation start.
 type Micros = u64;
@@ -181,10 +182,8 @@ impl FleetReport {
 }
 
 struct Sidecar {
-    rng: SmallRng,
+    schedule: Schedule,
     started: Micros,
-    first: bool,
-    failures: u32,
     /// Expiry of the credentials being served, if any.
     expires: Option<Micros>,
     /// Whether STS failed at least once while these credentials were being served.
@@ -217,10 +216,8 @@ pub fn simulate(config: &FleetConfig) -> FleetReport {
                 master.random_range(0..rollout)
             };
             Sidecar {
-                rng: SmallRng::seed_from_u64(config.seed.wrapping_mul(0x9E37_79B9) ^ u64::from(i)),
+                schedule: Schedule::seeded(config.seed.wrapping_mul(0x9E37_79B9) ^ u64::from(i)),
                 started,
-                first: true,
-                failures: 0,
                 expires: None,
                 outage_hit: false,
                 affected: false,
@@ -259,11 +256,10 @@ pub fn simulate(config: &FleetConfig) -> FleetReport {
         }
         sts_calls += 1;
         per_second[(t / SEC) as usize] += 1;
-        let latency = s.rng.random_range(20_000..=200_000u64);
+        let latency = s.schedule.rng().random_range(20_000..=200_000u64);
         let done = t + latency;
         let delay = if sts_down(t) {
             sts_failures += 1;
-            s.failures += 1;
             s.affected = true;
             s.outage_hit = true;
             s.failing_since.get_or_insert(t);
@@ -273,9 +269,9 @@ pub fn simulate(config: &FleetConfig) -> FleetReport {
                 .and_then(|e| e.checked_sub(done))
                 .map(Duration::from_micros)
                 .and_then(|left| left.checked_sub(SERVE_MARGIN));
-            let cap = retry_cap(ErrorClass::Transient, servable);
-            s.short_of_time = cap <= retry_cap(ErrorClass::Transient, None);
-            retry_delay(ErrorClass::Transient, s.failures, cap, &mut s.rng)
+            let backoff = s.schedule.after_failure(ErrorClass::Transient, servable);
+            s.short_of_time = backoff.cap <= retry_cap(ErrorClass::Transient, None);
+            backoff.delay
         } else {
             // The old credentials were served until `done`: their lowest time left.
             if let Some(expires) = s.expires {
@@ -297,13 +293,10 @@ pub fn simulate(config: &FleetConfig) -> FleetReport {
                     last_recovery_short = last_recovery_short.max(done);
                 }
             }
-            s.failures = 0;
             s.outage_hit = false;
             s.expires = Some(t + session);
-            let lifetime = Duration::from_micros(t + session - done);
-            let delay = refresh_delay(lifetime, s.first, &mut s.rng);
-            s.first = false;
-            delay
+            s.schedule
+                .after_success(Duration::from_micros(t + session - done))
         };
         events.push(Reverse((done + delay.as_micros() as Micros, i)));
     }
@@ -523,7 +516,7 @@ pub fn main(args: &SimulateFleetArgs) -> std::process::ExitCode {
         Ok(o) => o,
         Err(e) => {
             eprintln!("{e}");
-            return std::process::ExitCode::from(crate::commands::EXIT_USAGE);
+            return std::process::ExitCode::from(crate::args::EXIT_USAGE);
         }
     };
     let config = FleetConfig {

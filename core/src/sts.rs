@@ -13,6 +13,7 @@ use aws_sdk_sts::config::http::HttpResponse;
 use aws_sdk_sts::config::{BehaviorVersion, Region};
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 
+use crate::aws::{RoleArn, SessionName};
 use crate::credentials::Credentials;
 use crate::secret::Secret;
 
@@ -21,8 +22,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// One exchange request.
 #[derive(Debug, Clone)]
 pub struct AssumeRoleRequest {
-    pub role_arn: String,
-    pub session_name: String,
+    pub role_arn: RoleArn,
+    pub session_name: SessionName,
     pub web_identity_token: Secret,
     pub duration_seconds: u32,
 }
@@ -114,7 +115,7 @@ pub trait CredentialSource: Send + Sync + 'static {
 /// Where and how to reach STS.
 #[derive(Debug, Clone)]
 pub struct StsSettings {
-    pub region: String,
+    pub region: crate::aws::Region,
     /// Override, e.g. a local emulator or moto. `None`: the regional endpoint.
     pub endpoint: Option<String>,
     pub connect_timeout: Duration,
@@ -136,7 +137,7 @@ impl StsSource {
             .build();
         let mut config = aws_sdk_sts::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(settings.region.clone()))
+            .region(Region::new(settings.region.to_string()))
             .timeout_config(timeouts)
             // The refresher owns retries: one attempt per call keeps backoff and metrics honest.
             .retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled());
@@ -159,8 +160,8 @@ impl CredentialSource for StsSource {
             let result = self
                 .client
                 .assume_role_with_web_identity()
-                .role_arn(&request.role_arn)
-                .role_session_name(&request.session_name)
+                .role_arn(request.role_arn.as_str())
+                .role_session_name(request.session_name.as_str())
                 .web_identity_token(jwt)
                 .duration_seconds(request.duration_seconds as i32)
                 .send()

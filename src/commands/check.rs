@@ -13,9 +13,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use serde::Serialize;
 
-use crate::config::validate_role_arn;
-use crate::secret::Secret;
-use crate::token::{Claims, decode_claims};
+use passport_core::secret::Secret;
+use passport_core::token::{Claims, decode_claims};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CheckArgs {
@@ -170,6 +169,30 @@ struct Fetched {
     via: &'static str,
 }
 
+/// `passport check`: the report, human or `--json`; exit 1 when anything failed.
+pub fn main(args: CheckArgs, env: crate::env::Lookup<'_>) -> std::process::ExitCode {
+    let report = super::block_on(run(
+        &args,
+        &Inputs {
+            env,
+            now: std::time::SystemTime::now(),
+        },
+    ));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serialises")
+        );
+    } else {
+        print!("{}", report.human());
+    }
+    if report.ok() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}
+
 pub async fn run(args: &CheckArgs, inputs: &Inputs<'_>) -> Report {
     let env = |k: &str| (inputs.env)(k).filter(|v| !v.is_empty());
     let mut sections = Vec::new();
@@ -241,8 +264,8 @@ fn check_environment(env: &dyn Fn(&str) -> Option<String>) -> (Section, Option<P
         None => l.fail("AWS_WEB_IDENTITY_TOKEN_FILE is not set: no IRSA token is projected (service account not annotated with eks.amazonaws.com/role-arn, or the pod predates the annotation)"),
     }
     match env("AWS_ROLE_ARN") {
-        Some(arn) => match validate_role_arn(&arn) {
-            Ok(()) => l.pass(format!("AWS_ROLE_ARN={arn}")),
+        Some(arn) => match arn.parse::<passport_core::aws::RoleArn>() {
+            Ok(_) => l.pass(format!("AWS_ROLE_ARN={arn}")),
             Err(why) => l.fail(format!("AWS_ROLE_ARN={arn}: {why}")),
         },
         None if web_identity.is_some() => {
@@ -441,7 +464,7 @@ fn check_trust_policy(
         l.fail("no readable token to evaluate the policy against");
         return l.section("Trust policy");
     };
-    use crate::emulator::trust_policy::{Request, TrustPolicy, evaluate};
+    use crate::trust_policy::{Request, TrustPolicy, evaluate};
     let policy = match TrustPolicy::parse(&text) {
         Ok(p) => p,
         Err(e) => {
@@ -791,7 +814,7 @@ async fn check_identity(
             use aws_sdk_sts::error::ProvideErrorMetadata;
             let detail = match e.code() {
                 Some(code) => format!("{code}: {}", e.message().unwrap_or_default()),
-                None => crate::sts::describe_sdk_error(&e),
+                None => passport_core::sts::describe_sdk_error(&e),
             };
             l.fail(format!("GetCallerIdentity failed: {detail}"));
         }
@@ -850,7 +873,7 @@ mod tests {
     fn parses_only_the_strict_expiration_shape() {
         let t = parse_expiration("2023-11-14T22:13:20Z").unwrap();
         assert_eq!(
-            crate::clock::format_rfc3339_seconds(t),
+            passport_core::clock::format_rfc3339_seconds(t),
             "2023-11-14T22:13:20Z"
         );
         for bad in [

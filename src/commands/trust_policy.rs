@@ -4,8 +4,8 @@
 
 use serde_json::json;
 
-use crate::config::ConfigErrors;
-use crate::emulator::trust_policy::provider_arn;
+use crate::args::ConfigErrors;
+use crate::trust_policy::provider_arn;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrustPolicyArgs {
@@ -27,6 +27,17 @@ pub struct TrustPolicyArgs {
     /// Token audience STS should require.
     #[arg(long, default_value = "sts.amazonaws.com")]
     pub audience: String,
+}
+
+/// `passport trust-policy`: print the policy, or every problem with the flags (exit 64).
+pub fn main(args: &TrustPolicyArgs) -> std::process::ExitCode {
+    match render(args) {
+        Ok(policy) => {
+            print!("{policy}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => super::usage(e),
+    }
 }
 
 /// The trust policy JSON, or every problem with the arguments.

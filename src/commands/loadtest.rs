@@ -859,7 +859,7 @@ pub fn main(args: &LoadtestArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
-            return ExitCode::from(crate::commands::EXIT_USAGE);
+            return ExitCode::from(crate::args::EXIT_USAGE);
         }
     };
     let threads = args.threads.unwrap_or_else(|| {
@@ -888,7 +888,7 @@ pub fn main(args: &LoadtestArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("loadtest: {e}");
-            ExitCode::from(crate::commands::EXIT_USAGE)
+            ExitCode::from(crate::args::EXIT_USAGE)
         }
     }
 }
@@ -905,8 +905,9 @@ mod tests {
 
     #[test]
     fn validates_bodies() {
-        let future =
-            crate::clock::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(3600));
+        let future = passport_core::clock::format_rfc3339_seconds(
+            SystemTime::now() + Duration::from_secs(3600),
+        );
         assert!(validate_body(body(&future).as_bytes(), None).is_ok());
         assert!(validate_body(body(&future).as_bytes(), Some("ASIAX")).is_ok());
         assert!(validate_body(body(&future).as_bytes(), Some("ASIAY")).is_err());

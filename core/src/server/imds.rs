@@ -37,6 +37,7 @@ use zeroize::Zeroizing;
 
 use super::container::RETRY_AFTER_SECONDS;
 use super::{App, Body, METHOD_NOT_ALLOWED, NOT_FOUND, StaticError, error, json};
+use crate::aws::{Region, RoleArn};
 use crate::clock::{Clock, format_rfc3339_seconds};
 
 pub const PREFIX: &str = "/latest/";
@@ -67,22 +68,13 @@ pub struct ImdsSettings {
 }
 
 impl ImdsSettings {
-    /// Role name and account from `arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`; `None` for
-    /// anything else (config validation has already refused such ARNs).
-    pub fn from_role_arn(role_arn: &str, region: &str, allow_v1: bool) -> Option<Self> {
-        let mut fields = role_arn.splitn(6, ':');
-        let account_id = fields.nth(4)?;
-        let resource = fields.next()?;
-        let role_name = resource.strip_prefix("role/")?.rsplit('/').next()?;
-        if account_id.is_empty() || role_name.is_empty() {
-            return None;
-        }
-        Some(Self {
+    pub fn new(role_arn: &RoleArn, region: &Region, allow_v1: bool) -> Self {
+        Self {
             allow_v1,
-            role_name: role_name.to_owned(),
-            region: region.to_owned(),
-            account_id: account_id.to_owned(),
-        })
+            role_name: role_arn.name().to_owned(),
+            region: region.to_string(),
+            account_id: role_arn.account_id().to_owned(),
+        }
     }
 }
 
@@ -440,17 +432,16 @@ mod tests {
 
     #[test]
     fn settings_from_role_arns() {
-        let s = ImdsSettings::from_role_arn(
-            "arn:aws:iam::111122223333:role/path/to/app",
-            "eu-west-1",
+        let s = ImdsSettings::new(
+            &"arn:aws:iam::111122223333:role/path/to/app"
+                .parse()
+                .unwrap(),
+            &"eu-west-1".parse().unwrap(),
             false,
-        )
-        .unwrap();
+        );
         assert_eq!(s.role_name, "app");
         assert_eq!(s.account_id, "111122223333");
         assert_eq!(s.region, "eu-west-1");
-        assert!(ImdsSettings::from_role_arn("arn:aws:iam::1:user/x", "r", false).is_none());
-        assert!(ImdsSettings::from_role_arn("nonsense", "r", false).is_none());
     }
 
     #[test]

@@ -137,23 +137,20 @@ impl Default for Options {
 }
 
 impl Options {
-    pub fn from_args(args: &InjectArgs) -> Result<Self, crate::config::ConfigErrors> {
+    pub fn from_args(args: &InjectArgs) -> Result<Self, crate::args::ConfigErrors> {
         let mut problems = Vec::new();
         if args.image.trim().is_empty() || args.image.chars().any(char::is_whitespace) {
             problems.push(format!("--image {:?}: not an image reference", args.image));
         }
         if let Some(arn) = &args.role_arn
-            && let Err(why) = crate::config::validate_role_arn(arn)
+            && let Err(why) = arn.parse::<passport_core::aws::RoleArn>()
         {
             problems.push(format!("--role-arn {arn:?}: {why}"));
         }
         if let Some(region) = &args.region
-            && (region.is_empty()
-                || !region
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
+            && let Err(why) = region.parse::<passport_core::aws::Region>()
         {
-            problems.push(format!("--region {region:?}: not a region name"));
+            problems.push(format!("--region {region:?}: {why}"));
         }
         let containers: Vec<String> = args
             .containers
@@ -167,7 +164,7 @@ impl Options {
             ));
         }
         if !problems.is_empty() {
-            return Err(crate::config::ConfigErrors(problems));
+            return Err(crate::args::ConfigErrors(problems));
         }
         Ok(Self {
             image: args.image.clone(),
@@ -242,12 +239,12 @@ pub fn inject_str(
 }
 
 /// `passport inject`.
-pub fn run(args: &InjectArgs) -> ExitCode {
+pub fn main(args: &InjectArgs) -> ExitCode {
     let opts = match Options::from_args(args) {
         Ok(opts) => opts,
         Err(e) => {
             eprint!("{e}");
-            return ExitCode::from(crate::commands::EXIT_USAGE);
+            return ExitCode::from(crate::args::EXIT_USAGE);
         }
     };
     let mut input = String::new();
@@ -271,7 +268,7 @@ pub fn run(args: &InjectArgs) -> ExitCode {
                 .and_then(|()| stdout.flush())
                 .is_err()
             {
-                return ExitCode::from(crate::commands::EXIT_UNAVAILABLE);
+                return ExitCode::from(crate::args::EXIT_UNAVAILABLE);
             }
             ExitCode::SUCCESS
         }

@@ -6,7 +6,7 @@
 //! It is written to a temp file in the same directory and renamed over the target, so a
 //! reader never sees a half-written token.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
 use rand::RngExt;
@@ -20,40 +20,9 @@ pub fn generate() -> Secret {
     Secret::new(hex::encode(bytes))
 }
 
-/// Write `token` to `path` atomically with the given permission bits.
+/// Write `token` to `path` atomically with exactly the permission bits `mode`.
 pub fn write_token_file(path: &Path, token: &Secret, mode: u32) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))?;
-    let suffix: u64 = rand::rng().random();
-    let tmp = dir.join(format!(".{}.{suffix:016x}.tmp", name.to_string_lossy()));
-    let result = (|| {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(mode);
-        }
-        let mut file = options.open(&tmp)?;
-        // The umask may have narrowed the mode; set it exactly.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        }
-        file.write_all(token.expose().as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::fs::write_atomic(path, token.expose().as_bytes(), mode)
 }
 
 /// Compare a presented `Authorization` value with the expected token in constant time
