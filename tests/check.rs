@@ -1,6 +1,6 @@
 //! Golden-output tests for `passport check`: the human report and `--json`, for the
 //! situations users actually hit. Regenerate after an intended change with
-//! `UPDATE_GOLDEN=1 cargo test --test check` and review the diff.
+//! `PASSPORT_UPDATE_GOLDEN=1 cargo test --test check` and review the diff.
 
 mod common;
 
@@ -51,7 +51,7 @@ async fn check(env: &HashMap<String, String>, args: &CheckArgs) -> Report {
     .await
 }
 
-/// Compare with (or, with UPDATE_GOLDEN=1, write) tests/golden/check/NAME.{txt,json},
+/// Compare with (or, with PASSPORT_UPDATE_GOLDEN=1, write) tests/golden/check/NAME.{txt,json},
 /// after replacing the temp dir and ephemeral ports with placeholders.
 fn golden(name: &str, report: &Report, dir: &Path) {
     let normalise = |s: String| {
@@ -63,7 +63,7 @@ fn golden(name: &str, report: &Report, dir: &Path) {
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/check");
     for (ext, actual) in [("txt", human), ("json", json)] {
         let path = base.join(format!("{name}.{ext}"));
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        if update_golden() {
             std::fs::write(&path, &actual).unwrap();
             continue;
         }
@@ -71,7 +71,7 @@ fn golden(name: &str, report: &Report, dir: &Path) {
             .unwrap_or_else(|_| panic!("missing golden file {}", path.display()));
         assert_eq!(
             actual, expected,
-            "{name}.{ext} differs from the golden file (UPDATE_GOLDEN=1 to accept)"
+            "{name}.{ext} differs from the golden file (PASSPORT_UPDATE_GOLDEN=1 to accept)"
         );
     }
 }
@@ -296,9 +296,7 @@ async fn endpoint_down() {
 async fn all_good_against_the_emulator() {
     use passport::emulator::mint::MintRequest;
     use passport::emulator::{Emulator, EmulatorConfig};
-    use passport_core::server::ServerSettings;
-    use passport_core::server::imds::ImdsSettings;
-    use passport_core::sidecar::{Shutdown, Sidecar};
+    use passport_core::sidecar::Shutdown;
 
     let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let role_arn = emulator.role_arn("passport-demo");
@@ -306,8 +304,6 @@ async fn all_good_against_the_emulator() {
     env.set("AWS_ROLE_ARN", &role_arn);
     let auth = passport_core::auth::generate();
     let auth_file = env.file("auth", auth.expose());
-    let mut refresh = refresh_settings(env.dir.path().join("token"));
-    refresh.role_arn = role_arn.parse().unwrap();
     let source = Arc::new(passport_core::sts::StsSource::new(
         &passport_core::sts::StsSettings {
             region: "us-east-1".parse().unwrap(),
@@ -316,31 +312,14 @@ async fn all_good_against_the_emulator() {
             attempt_timeout: Duration::from_secs(5),
         },
     ));
-    let server = ServerSettings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin_listen: None,
-        auth_token: auth,
-        max_connections: 64,
-        header_read_timeout: Duration::from_secs(5),
-        imds: Some(ImdsSettings::new(
-            &role_arn.parse().unwrap(),
-            &"us-east-1".parse().unwrap(),
-            false,
-        )),
-    };
-    let sidecar = Sidecar::bind(
-        refresh,
-        server,
-        source,
-        Arc::new(passport_core::clock::SystemClock),
-    )
-    .await
-    .unwrap();
-    let addr = sidecar.local_addr();
-    let shared = sidecar.shared();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let done = tokio::spawn(sidecar.run(stop.clone(), Shutdown::PROMPT));
-    shared.first_credentials().await;
+    let sidecar = start_sidecar(source)
+        .role_arn(role_arn.clone())
+        .token_file(env.dir.path().join("token"))
+        .auth(auth)
+        .imds(false)
+        .run(Shutdown::PROMPT)
+        .await;
+    let addr = sidecar.addr;
 
     env.set(
         "AWS_CONTAINER_CREDENTIALS_FULL_URI",
@@ -369,8 +348,7 @@ async fn all_good_against_the_emulator() {
         "{}",
         report.human()
     );
-    stop.cancel();
-    done.await.unwrap();
+    sidecar.shutdown().await;
 
     // Golden, with what changes from run to run masked.
     let masks = [

@@ -9,58 +9,32 @@ use std::time::Duration;
 use common::*;
 use hyper::StatusCode;
 use passport_core::clock::ManualClock;
-use passport_core::secret::Secret;
-use passport_core::server::ServerSettings;
-use passport_core::sidecar::{Shutdown, Sidecar};
+use passport_core::sidecar::Shutdown;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
-struct Running {
-    addr: std::net::SocketAddr,
-    admin: std::net::SocketAddr,
+/// A sidecar on loopback plus its fake STS (to prove hostile input never reaches it).
+struct Harness {
+    sidecar: Running,
     sts: Arc<FakeSts>,
-    stop: CancellationToken,
-    _dir: tempfile::TempDir,
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop.cancel();
+impl std::ops::Deref for Harness {
+    type Target = Running;
+    fn deref(&self) -> &Running {
+        &self.sidecar
     }
 }
 
-async fn start(max_connections: usize) -> Running {
+async fn start(max_connections: usize) -> Harness {
     let clock = Arc::new(ManualClock::new(std::time::SystemTime::now()));
     let sts = FakeSts::new(clock.clone());
-    let dir = tempfile::tempdir().unwrap();
-    let token = write_token(dir.path(), "sub");
-    let settings = ServerSettings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin_listen: Some("127.0.0.1:0".parse().unwrap()),
-        auth_token: Secret::new(AUTH),
-        max_connections,
-        header_read_timeout: Duration::from_secs(5),
-        imds: None,
-    };
-    let sidecar = Sidecar::bind(refresh_settings(token), settings, sts.clone(), clock)
-        .await
-        .unwrap();
-    let (addr, admin, shared) = (
-        sidecar.local_addr(),
-        sidecar.admin_addr().unwrap(),
-        sidecar.shared(),
-    );
-    let stop = CancellationToken::new();
-    tokio::spawn(sidecar.run(stop.clone(), Shutdown::PROMPT));
-    shared.first_credentials().await;
-    Running {
-        addr,
-        admin,
-        sts,
-        stop,
-        _dir: dir,
-    }
+    let sidecar = start_sidecar(sts.clone())
+        .clock(clock)
+        .max_connections(max_connections)
+        .run(Shutdown::PROMPT)
+        .await;
+    Harness { sidecar, sts }
 }
 
 /// Send raw bytes, read until the server closes (or `limit` bytes), return what came back.
@@ -76,7 +50,7 @@ fn status_of(response: &str) -> &str {
     response.get(9..12).unwrap_or("")
 }
 
-async fn still_serving(r: &Running) {
+async fn still_serving(r: &Harness) {
     let ok = http(r.addr, "GET", "/v1/credentials", &[("authorization", AUTH)]).await;
     assert_eq!(ok.status, StatusCode::OK);
     assert_eq!(r.sts.calls(), 1, "hostile input never causes an STS call");
@@ -164,7 +138,7 @@ async fn connection_cap_refuses_extra_connections_and_admin_still_answers() {
         held.push(s);
     }
     // Give the accept loop a moment to take the held connections (no timing assertion).
-    let _ = http(r.admin, "GET", "/healthz", &[]).await;
+    let _ = http(r.admin(), "GET", "/healthz", &[]).await;
     let mut extra = TcpStream::connect(r.addr).await.unwrap();
     let mut buf = [0u8; 1];
     let n = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buf))
@@ -176,10 +150,10 @@ async fn connection_cap_refuses_extra_connections_and_admin_still_answers() {
     );
     // Admin has its own cap.
     assert_eq!(
-        http(r.admin, "GET", "/healthz", &[]).await.status,
+        http(r.admin(), "GET", "/healthz", &[]).await.status,
         StatusCode::OK
     );
-    let metrics = http(r.admin, "GET", "/metrics", &[]).await;
+    let metrics = http(r.admin(), "GET", "/metrics", &[]).await;
     assert!(
         !String::from_utf8_lossy(&metrics.body).contains("passport_connections_refused_total 0")
     );

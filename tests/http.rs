@@ -9,59 +9,17 @@ use std::time::Duration;
 use common::*;
 use hyper::StatusCode;
 use passport_core::clock::SystemClock;
-use passport_core::secret::Secret;
-use passport_core::server::ServerSettings;
-use passport_core::sidecar::{Shutdown, Sidecar};
+use passport_core::sidecar::Shutdown;
 use passport_core::sts::{StsSettings, StsSource};
-use tokio_util::sync::CancellationToken;
-
-fn settings() -> ServerSettings {
-    ServerSettings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin_listen: Some("127.0.0.1:0".parse().unwrap()),
-        auth_token: Secret::new(AUTH),
-        max_connections: 4096,
-        header_read_timeout: Duration::from_secs(5),
-        imds: None,
-    }
-}
-
-struct Running {
-    sidecar_addr: std::net::SocketAddr,
-    admin_addr: std::net::SocketAddr,
-    stop: CancellationToken,
-    done: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
 
 async fn start(
     source: Arc<dyn passport_core::sts::CredentialSource>,
     shutdown: Shutdown,
 ) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let token = write_token(dir.path(), "system:serviceaccount:ns:app");
-    let sidecar = Sidecar::bind(
-        refresh_settings(token),
-        settings(),
-        source,
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
-    let (sidecar_addr, admin_addr) = (sidecar.local_addr(), sidecar.admin_addr().unwrap());
-    let shared = sidecar.shared();
-    let stop = CancellationToken::new();
-    let done = tokio::spawn(sidecar.run(stop.clone(), shutdown));
-    tokio::time::timeout(Duration::from_secs(10), shared.first_credentials())
+    start_sidecar(source)
+        .max_connections(4096)
+        .run(shutdown)
         .await
-        .expect("ready");
-    Running {
-        sidecar_addr,
-        admin_addr,
-        stop,
-        done,
-        _dir: dir,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,7 +29,7 @@ async fn a_thousand_concurrent_fetches_make_no_extra_sts_calls() {
     assert_eq!(sts.calls(), 1);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..1000 {
-        let addr = r.sidecar_addr;
+        let addr = r.addr;
         tasks.spawn(async move {
             http(addr, "GET", "/v1/credentials", &[("authorization", AUTH)]).await
         });
@@ -84,20 +42,19 @@ async fn a_thousand_concurrent_fetches_make_no_extra_sts_calls() {
     }
     assert_eq!(bodies.len(), 1, "every client got the same rendered body");
     assert_eq!(sts.calls(), 1, "fetches never reach STS");
-    let metrics = http(r.admin_addr, "GET", "/metrics", &[]).await;
+    let metrics = http(r.admin(), "GET", "/metrics", &[]).await;
     assert!(
         String::from_utf8_lossy(&metrics.body)
             .contains("passport_http_requests_total{status=\"200\"} 1000")
     );
-    r.stop.cancel();
-    r.done.await.unwrap();
+    r.shutdown().await;
 }
 
 #[tokio::test]
 async fn routing_methods_and_host_check() {
     let sts = FakeSts::new(Arc::new(SystemClock));
     let r = start(sts.clone(), Shutdown::PROMPT).await;
-    let a = r.sidecar_addr;
+    let a = r.addr;
     let auth = [("authorization", AUTH)];
 
     let ok = http(a, "GET", "/v1/credentials?ignored=1", &auth).await;
@@ -135,25 +92,24 @@ async fn routing_methods_and_host_check() {
     assert_eq!(local.status, StatusCode::OK);
 
     // The admin listener never serves credentials.
-    let admin_creds = http(r.admin_addr, "GET", "/v1/credentials", &auth).await;
+    let admin_creds = http(r.admin(), "GET", "/v1/credentials", &auth).await;
     assert_eq!(admin_creds.status, StatusCode::NOT_FOUND);
     assert_eq!(
-        http(r.admin_addr, "GET", "/healthz", &[]).await.status,
+        http(r.admin(), "GET", "/healthz", &[]).await.status,
         StatusCode::OK
     );
-    let ready = http(r.admin_addr, "GET", "/readyz", &[]).await;
+    let ready = http(r.admin(), "GET", "/readyz", &[]).await;
     assert_eq!(ready.status, StatusCode::OK);
     assert_eq!(ready.json()["status"], "ready");
     assert!(!String::from_utf8_lossy(&ready.body).contains("ASIA"));
-    r.stop.cancel();
-    r.done.await.unwrap();
+    r.shutdown().await;
 }
 
 #[tokio::test]
 async fn keeps_serving_during_the_drain_delay_then_stops() {
     let sts = FakeSts::new(Arc::new(SystemClock));
     // A long drain: the assertion does not depend on timing, only on order.
-    let r = start(
+    let mut r = start(
         sts.clone(),
         Shutdown {
             drain_delay: Duration::from_secs(30),
@@ -163,30 +119,22 @@ async fn keeps_serving_during_the_drain_delay_then_stops() {
     .await;
     r.stop.cancel();
     tokio::task::yield_now().await;
-    let during = http(
-        r.sidecar_addr,
-        "GET",
-        "/v1/credentials",
-        &[("authorization", AUTH)],
-    )
-    .await;
+    let during = http(r.addr, "GET", "/v1/credentials", &[("authorization", AUTH)]).await;
     assert_eq!(
         during.status,
         StatusCode::OK,
         "the application may still need credentials while shutting down"
     );
-    assert!(!r.done.is_finished());
-    r.done.abort();
+    assert!(!r.done.as_ref().unwrap().is_finished());
+    r.done.take().unwrap().abort();
 }
 
 #[tokio::test]
 async fn shutdown_lets_open_connections_finish_and_closes_the_listener() {
     let sts = FakeSts::new(Arc::new(SystemClock));
-    let r = start(sts.clone(), Shutdown::PROMPT).await;
+    let mut r = start(sts.clone(), Shutdown::PROMPT).await;
     // An idle keep-alive connection must not hold the shutdown hostage.
-    let stream = tokio::net::TcpStream::connect(r.sidecar_addr)
-        .await
-        .unwrap();
+    let stream = tokio::net::TcpStream::connect(r.addr).await.unwrap();
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
@@ -201,7 +149,7 @@ async fn shutdown_lets_open_connections_finish_and_closes_the_listener() {
         StatusCode::OK
     );
     r.stop.cancel();
-    tokio::time::timeout(Duration::from_secs(5), r.done)
+    tokio::time::timeout(Duration::from_secs(5), r.done.take().unwrap())
         .await
         .expect("stopped promptly")
         .unwrap();
@@ -212,9 +160,7 @@ async fn shutdown_lets_open_connections_finish_and_closes_the_listener() {
         .unwrap()
         .unwrap();
     assert!(
-        tokio::net::TcpStream::connect(r.sidecar_addr)
-            .await
-            .is_err(),
+        tokio::net::TcpStream::connect(r.addr).await.is_err(),
         "listener closed"
     );
 }

@@ -7,19 +7,14 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::*;
 use passport_core::clock::{Clock, ManualClock, format_rfc3339_seconds};
-use passport_core::refresh::{RefreshSettings, Shared};
-use passport_core::secret::Secret;
-use passport_core::server::ServerSettings;
 use passport_core::server::imds::{ImdsSettings, SessionTokens, TOKEN_LEN};
-use passport_core::sidecar::{Shutdown, Sidecar};
+use passport_core::sidecar::Shutdown;
 use passport_core::sts::ErrorClass;
-use tokio_util::sync::CancellationToken;
 
 /// A path in the role ARN: IMDS lists the role name, its last segment.
 const IMDS_ROLE_ARN: &str = "arn:aws:iam::111122223333:role/team/app";
@@ -30,18 +25,20 @@ const SECRET_KEY: &str = "fake/secret+key\"with\\quotes";
 const SESSION_TOKEN: &str = "FwoGZXIvYXdzEFakeSessionToken==";
 
 struct Harness {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
+    sidecar: Running,
     clock: Arc<ManualClock>,
-    stop: CancellationToken,
-    running: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = Running;
+    fn deref(&self) -> &Running {
+        &self.sidecar
+    }
 }
 
 impl Harness {
     async fn stop(self) {
-        self.stop.cancel();
-        self.running.await.unwrap();
+        self.sidecar.shutdown().await;
     }
 
     async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
@@ -75,8 +72,6 @@ async fn start(imds: Option<ImdsSettings>, sts_up: bool) -> Harness {
 /// A sidecar whose STS issues the fixed keys above for one hour (by the injected wall
 /// clock), or is down (`sts_up == false`).
 async fn start_at(imds: Option<ImdsSettings>, sts_up: bool, wall: SystemTime) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = write_token(dir.path(), "system:serviceaccount:default:app");
     let clock = Arc::new(ManualClock::new(wall));
     let sts = FakeSts::new(clock.clone());
     sts.set_default(if sts_up {
@@ -88,36 +83,18 @@ async fn start_at(imds: Option<ImdsSettings>, sts_up: bool, wall: SystemTime) ->
     } else {
         Behaviour::Fail(error(ErrorClass::Transient, "IDPCommunicationError"))
     });
-    let refresh = RefreshSettings {
-        role_arn: IMDS_ROLE_ARN.parse().unwrap(),
-        ..refresh_settings(token_file)
-    };
-    let server = ServerSettings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin_listen: None,
-        auth_token: Secret::new(AUTH),
-        max_connections: 64,
-        header_read_timeout: Duration::from_secs(5),
-        imds,
-    };
-    let sidecar = Sidecar::bind(refresh, server, sts, clock.clone())
-        .await
-        .unwrap()
-        .with_seed(7);
-    let addr = sidecar.local_addr();
-    let shared = sidecar.shared();
-    let stop = CancellationToken::new();
-    let running = tokio::spawn(sidecar.run(stop.clone(), Shutdown::PROMPT));
-    if sts_up {
-        shared.first_credentials().await;
+    let mut sidecar = start_sidecar(sts)
+        .clock(clock.clone())
+        .role_arn(IMDS_ROLE_ARN)
+        .imds_settings(imds)
+        .no_admin()
+        .seed(7);
+    if !sts_up {
+        sidecar = sidecar.no_wait();
     }
     Harness {
-        addr,
-        shared,
+        sidecar: sidecar.run(Shutdown::PROMPT).await,
         clock,
-        stop,
-        running,
-        _dir: dir,
     }
 }
 

@@ -8,6 +8,8 @@
 //! `PASSPORT_UPDATE_GOLDEN=1 cargo test --test inject` rewrites the `expected.yaml` files;
 //! review the diff before committing.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -52,7 +54,7 @@ fn cases() -> Vec<PathBuf> {
 
 #[test]
 fn golden_cases() {
-    let update = std::env::var_os("PASSPORT_UPDATE_GOLDEN").is_some();
+    let update = common::update_golden();
     let mut failures = Vec::new();
     let dirs = cases();
     assert!(dirs.len() >= 10, "fixtures missing: {dirs:?}");

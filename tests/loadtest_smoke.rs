@@ -9,70 +9,37 @@ use std::time::Duration;
 use common::*;
 use passport::commands::loadtest::{self, LoadtestConfig, Stop};
 use passport_core::clock::SystemClock;
-use passport_core::secret::Secret;
-use passport_core::server::ServerSettings;
-use passport_core::server::imds::ImdsSettings;
-use passport_core::sidecar::{Shutdown, Sidecar};
-use tokio_util::sync::CancellationToken;
+use passport_core::sidecar::Shutdown;
 
-struct Running {
+/// A sidecar serving both endpoints, the URLs the load generator needs, and its fake STS.
+struct Harness {
     base: String,
     url: String,
     metrics_url: String,
     sts: Arc<FakeSts>,
     access_key_id: String,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
+    sidecar: Running,
 }
 
-async fn start() -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = write_token(dir.path(), "system:serviceaccount:bench:loadtest");
+async fn start() -> Harness {
     let sts = FakeSts::new(Arc::new(SystemClock));
-    let settings = ServerSettings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin_listen: Some("127.0.0.1:0".parse().unwrap()),
-        auth_token: Secret::new(AUTH),
-        max_connections: 2048,
-        header_read_timeout: Duration::from_secs(5),
-        imds: Some(ImdsSettings::new(
-            &ROLE_ARN.parse().unwrap(),
-            &"us-east-1".parse().unwrap(),
-            false,
-        )),
-    };
-    let sidecar = Sidecar::bind(
-        refresh_settings(token_file),
-        settings,
-        sts.clone(),
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
-    let base = format!("http://{}", sidecar.local_addr());
-    let url = format!("{base}/v1/credentials");
-    let metrics_url = format!("http://{}/metrics", sidecar.admin_addr().unwrap());
-    let shared = sidecar.shared();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(sidecar.run(stop.clone(), Shutdown::PROMPT));
-    tokio::time::timeout(Duration::from_secs(10), shared.first_credentials())
-        .await
-        .unwrap();
-    let access_key_id = sts.last_issued().access_key_id;
-    Running {
+    let sidecar = start_sidecar(sts.clone())
+        .max_connections(2048)
+        .imds(false)
+        .run(Shutdown::PROMPT)
+        .await;
+    let base = format!("http://{}", sidecar.addr);
+    Harness {
+        url: format!("{base}/v1/credentials"),
+        metrics_url: format!("http://{}/metrics", sidecar.admin()),
         base,
-        url,
-        metrics_url,
+        access_key_id: sts.last_issued().access_key_id,
         sts,
-        access_key_id,
-        stop,
-        task,
-        _dir: dir,
+        sidecar,
     }
 }
 
-fn config(r: &Running) -> LoadtestConfig {
+fn config(r: &Harness) -> LoadtestConfig {
     let mut c = LoadtestConfig::new(&r.url);
     c.auth_token = Some(AUTH.into());
     c.metrics_url = Some(r.metrics_url.clone());
@@ -112,8 +79,7 @@ async fn keep_alive_new_connection_and_fixed_rate_are_clean() {
     assert!((250..=310).contains(&report.fetches), "{}", report.fetches);
 
     assert_eq!(r.sts.calls(), calls_before);
-    r.stop.cancel();
-    r.task.await.unwrap();
+    r.sidecar.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,8 +100,7 @@ async fn wrong_answers_are_not_throughput() {
     let report = loadtest::run(c).await.unwrap();
     assert_eq!(report.errors.invalid_body, 20);
     assert!(!report.clean());
-    r.stop.cancel();
-    r.task.await.unwrap();
+    r.sidecar.shutdown().await;
 
     // Nothing listening: connect errors, no hang.
     let mut c = LoadtestConfig::new("http://127.0.0.1:1/v1/credentials");
@@ -166,6 +131,5 @@ async fn imds_sequence_against_passport() {
         assert_eq!(report.valid_bodies, 100);
         assert_eq!(report.sts_calls, Some(0));
     }
-    r.stop.cancel();
-    r.task.await.unwrap();
+    r.sidecar.shutdown().await;
 }

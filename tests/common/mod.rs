@@ -1,6 +1,6 @@
-//! Shared test fixtures: an in-process fake STS (`FakeSts`, a `CredentialSource`), direct
-//! handler calls, a log capture, and HTTP over loopback (`http`; `http_paused` for tests
-//! with paused time).
+//! Shared test fixtures: an in-process fake STS (`FakeSts`, a `CredentialSource`), the one
+//! sidecar builder (`start_sidecar`), direct handler calls, a log capture, HTTP over
+//! loopback (`http`; `http_paused` for tests with paused time), and the golden switch.
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
@@ -15,10 +15,13 @@ use hyper::header::AUTHORIZATION;
 use hyper::{Request, StatusCode};
 use passport_core::clock::Clock;
 use passport_core::credentials::Credentials;
-use passport_core::refresh::RefreshSettings;
+use passport_core::refresh::{RefreshSettings, Shared};
 use passport_core::secret::Secret;
-use passport_core::server::App;
+use passport_core::server::imds::ImdsSettings;
+use passport_core::server::{App, ServerSettings};
+use passport_core::sidecar::{Shutdown, Sidecar};
 use passport_core::sts::{AssumeRoleRequest, BoxFuture, CredentialSource, ErrorClass, SourceError};
+use tokio_util::sync::CancellationToken;
 
 pub const ROLE_ARN: &str = "arn:aws:iam::111122223333:role/app";
 /// 2026-01-01T00:00:00Z
@@ -447,4 +450,170 @@ impl StsStub {
     pub fn push(&self, status: u16, body: String) {
         self.script.lock().unwrap().push_back((status, body));
     }
+}
+
+/// The one way tests start a sidecar: on loopback ports, fed by `source`, with a
+/// well-formed token in a temp directory. Defaults: admin listener on, no IMDS, auth token
+/// [`AUTH`], 64 connections, the system clock, an unseeded schedule.
+pub fn start_sidecar(source: Arc<dyn CredentialSource>) -> SidecarBuilder {
+    SidecarBuilder {
+        source,
+        clock: Arc::new(passport_core::clock::SystemClock),
+        role_arn: ROLE_ARN.into(),
+        token_file: None,
+        server: ServerSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+            auth_token: Secret::new(AUTH),
+            max_connections: 64,
+            header_read_timeout: Duration::from_secs(5),
+            imds: None,
+        },
+        imds: None,
+        imds_settings: None,
+        seed: None,
+        wait_ready: true,
+    }
+}
+
+pub struct SidecarBuilder {
+    source: Arc<dyn CredentialSource>,
+    clock: Arc<dyn Clock>,
+    role_arn: String,
+    token_file: Option<PathBuf>,
+    pub server: ServerSettings,
+    /// `Some(allow_v1)`: serve IMDS for the role, in us-east-1.
+    imds: Option<bool>,
+    imds_settings: Option<ImdsSettings>,
+    seed: Option<u64>,
+    wait_ready: bool,
+}
+
+impl SidecarBuilder {
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+    pub fn role_arn(mut self, arn: impl Into<String>) -> Self {
+        self.role_arn = arn.into();
+        self
+    }
+    /// Use this token file instead of writing a fake token.
+    pub fn token_file(mut self, path: PathBuf) -> Self {
+        self.token_file = Some(path);
+        self
+    }
+    pub fn imds(mut self, allow_v1: bool) -> Self {
+        self.imds = Some(allow_v1);
+        self
+    }
+    /// Serve IMDS exactly so (`None`: not at all).
+    pub fn imds_settings(mut self, settings: Option<ImdsSettings>) -> Self {
+        self.imds = None;
+        self.imds_settings = settings;
+        self
+    }
+    pub fn no_admin(mut self) -> Self {
+        self.server.admin_listen = None;
+        self
+    }
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.server.max_connections = n;
+        self
+    }
+    pub fn auth(mut self, token: Secret) -> Self {
+        self.server.auth_token = token;
+        self
+    }
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+    /// Do not wait for the first credentials (a test whose STS is down from the start).
+    pub fn no_wait(mut self) -> Self {
+        self.wait_ready = false;
+        self
+    }
+
+    /// Bind and run until the returned [`Running`] is stopped or dropped.
+    pub async fn run(self, shutdown: Shutdown) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = self
+            .token_file
+            .unwrap_or_else(|| write_token(dir.path(), "system:serviceaccount:default:app"));
+        let role_arn: passport_core::aws::RoleArn = self.role_arn.parse().unwrap();
+        let mut server = self.server;
+        server.imds = match self.imds {
+            Some(allow_v1) => Some(ImdsSettings::new(
+                &role_arn,
+                &"us-east-1".parse().unwrap(),
+                allow_v1,
+            )),
+            None => self.imds_settings,
+        };
+        let refresh = RefreshSettings {
+            role_arn,
+            ..refresh_settings(token_file.clone())
+        };
+        let mut sidecar = Sidecar::bind(refresh, server, self.source, self.clock)
+            .await
+            .unwrap();
+        if let Some(seed) = self.seed {
+            sidecar = sidecar.with_seed(seed);
+        }
+        let (addr, admin, shared) = (sidecar.local_addr(), sidecar.admin_addr(), sidecar.shared());
+        let stop = CancellationToken::new();
+        let done = tokio::spawn(sidecar.run(stop.clone(), shutdown));
+        if self.wait_ready {
+            tokio::time::timeout(Duration::from_secs(10), shared.first_credentials())
+                .await
+                .expect("first credentials within 10 s");
+        }
+        Running {
+            addr,
+            admin,
+            shared,
+            token_file,
+            stop,
+            done: Some(done),
+            _dir: dir,
+        }
+    }
+}
+
+/// A running sidecar; dropping it cancels it.
+pub struct Running {
+    pub addr: std::net::SocketAddr,
+    pub admin: Option<std::net::SocketAddr>,
+    pub shared: Arc<Shared>,
+    pub token_file: PathBuf,
+    pub stop: CancellationToken,
+    pub done: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    pub fn admin(&self) -> std::net::SocketAddr {
+        self.admin.expect("an admin listener")
+    }
+
+    /// Cancel and wait for the shutdown sequence to finish.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        if let Some(done) = self.done.take() {
+            done.await.unwrap();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// `PASSPORT_UPDATE_GOLDEN=1`: golden-file tests rewrite their expected files instead of
+/// comparing (review the diff). The one switch for every golden test.
+pub fn update_golden() -> bool {
+    std::env::var_os("PASSPORT_UPDATE_GOLDEN").is_some()
 }
