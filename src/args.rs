@@ -30,6 +30,16 @@ impl ConfigErrors {
         if self.0.is_empty() { Ok(()) } else { Err(self) }
     }
 
+    /// Parse `raw` with `parse`; record `flag`'s problem if that fails.
+    pub fn parse<T, E: fmt::Display>(
+        &mut self,
+        flag: &str,
+        raw: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<T> {
+        self.check(flag, raw, parse(raw))
+    }
+
     /// Record `flag`'s problem, if `parsed` is one; keep the value otherwise.
     pub fn check<T, E: fmt::Display>(
         &mut self,

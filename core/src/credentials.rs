@@ -80,28 +80,28 @@ impl Served {
             .unwrap_or(Duration::ZERO);
         let expiration = format_rfc3339_seconds(creds.expiration);
         let account_id = creds.account_id().map(str::to_owned);
-        let container = ContainerBody {
+        let keys = Keys {
             access_key_id: &creds.access_key_id,
             secret_access_key: creds.secret_access_key.expose(),
             token: creds.session_token.expose(),
             expiration: &expiration,
             account_id: account_id.as_deref(),
-            role_arn,
         };
+        let container = ContainerBody { keys, role_arn };
         let last_updated = format_rfc3339_seconds(now);
-        let imds = ImdsBody {
+        let imds_extended = ImdsBody {
             code: "Success",
             last_updated: &last_updated,
             kind: "AWS-HMAC",
-            access_key_id: &creds.access_key_id,
-            secret_access_key: creds.secret_access_key.expose(),
-            token: creds.session_token.expose(),
-            expiration: &expiration,
-            account_id: None,
+            keys,
         };
-        let imds_extended = ImdsBody {
-            account_id: account_id.as_deref(),
-            ..imds
+        // Plain IMDS has no AccountId; the extended path (Java v2, Go v2) adds it.
+        let imds = ImdsBody {
+            keys: Keys {
+                account_id: None,
+                ..keys
+            },
+            ..imds_extended
         };
         let container_body = secret_json(&container);
         let imds_body = secret_json(&imds);
@@ -187,15 +187,23 @@ pub fn error_body(code: &str, message: &str) -> Bytes {
     Bytes::from(serde_json::to_vec(&body).expect("error body serialises"))
 }
 
-#[derive(Serialize)]
+/// The fields both wire formats share, in the order both send them.
+#[derive(Serialize, Clone, Copy)]
 #[serde(rename_all = "PascalCase")]
-struct ContainerBody<'a> {
+struct Keys<'a> {
     access_key_id: &'a str,
     secret_access_key: &'a str,
     token: &'a str,
     expiration: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     account_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ContainerBody<'a> {
+    #[serde(flatten)]
+    keys: Keys<'a>,
     role_arn: &'a str,
 }
 
@@ -206,12 +214,8 @@ struct ImdsBody<'a> {
     last_updated: &'a str,
     #[serde(rename = "Type")]
     kind: &'a str,
-    access_key_id: &'a str,
-    secret_access_key: &'a str,
-    token: &'a str,
-    expiration: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    account_id: Option<&'a str>,
+    #[serde(flatten)]
+    keys: Keys<'a>,
 }
 
 /// A buffer holding secrets: zeroed when the last `Bytes` handle to it drops.

@@ -96,95 +96,102 @@ impl Metrics {
     /// read from the live snapshot by the caller.
     pub fn render(&self, seconds_until_expiry: Option<f64>, ready: bool) -> String {
         let mut out = String::with_capacity(2048);
-        let _ = writeln!(
-            out,
-            "# HELP passport_refresh_total STS credential refreshes by outcome."
+        let o = &mut out;
+        family(
+            o,
+            "passport_refresh_total",
+            "counter",
+            "STS credential refreshes by outcome.",
         );
-        let _ = writeln!(out, "# TYPE passport_refresh_total counter");
-        let _ = writeln!(
-            out,
-            "passport_refresh_total{{outcome=\"success\",code=\"\"}} {}",
-            self.refresh_success.load(Relaxed)
+        sample(
+            o,
+            "passport_refresh_total{outcome=\"success\",code=\"\"}",
+            self.refresh_success.load(Relaxed),
         );
         for ((class, code), n) in self.refresh_failures.lock().unwrap().iter() {
-            let _ = writeln!(
-                out,
-                "passport_refresh_total{{outcome=\"{class}\",code=\"{}\"}} {n}",
+            let name = format!(
+                "passport_refresh_total{{outcome=\"{class}\",code=\"{}\"}}",
                 label(code)
             );
+            sample(o, &name, n);
         }
 
-        let _ = writeln!(
-            out,
-            "# HELP passport_sts_request_duration_seconds Latency of STS AssumeRoleWithWebIdentity calls."
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE passport_sts_request_duration_seconds histogram"
+        let latency = "passport_sts_request_duration_seconds";
+        family(
+            o,
+            latency,
+            "histogram",
+            "Latency of STS AssumeRoleWithWebIdentity calls.",
         );
         for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
-            let _ = writeln!(
-                out,
-                "passport_sts_request_duration_seconds_bucket{{le=\"{bound}\"}} {}",
-                bucket.load(Relaxed)
+            sample(
+                o,
+                &format!("{latency}_bucket{{le=\"{bound}\"}}"),
+                bucket.load(Relaxed),
             );
         }
         let count = self.latency_count.load(Relaxed);
-        let _ = writeln!(
-            out,
-            "passport_sts_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            out,
-            "passport_sts_request_duration_seconds_sum {}",
-            self.latency_sum_micros.load(Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "passport_sts_request_duration_seconds_count {count}");
+        sample(o, &format!("{latency}_bucket{{le=\"+Inf\"}}"), count);
+        let sum = self.latency_sum_micros.load(Relaxed) as f64 / 1e6;
+        sample(o, &format!("{latency}_sum"), sum);
+        sample(o, &format!("{latency}_count"), count);
 
-        let _ = writeln!(
-            out,
-            "# HELP passport_credentials_expiry_seconds Seconds until the served credentials expire."
+        let expiry = "passport_credentials_expiry_seconds";
+        family(
+            o,
+            expiry,
+            "gauge",
+            "Seconds until the served credentials expire.",
         );
-        let _ = writeln!(out, "# TYPE passport_credentials_expiry_seconds gauge");
         if let Some(s) = seconds_until_expiry {
-            let _ = writeln!(out, "passport_credentials_expiry_seconds {s:.0}");
+            sample(o, expiry, format_args!("{s:.0}"));
         }
-        let _ = writeln!(
-            out,
-            "# HELP passport_ready Whether valid credentials are being served."
+        family(
+            o,
+            "passport_ready",
+            "gauge",
+            "Whether valid credentials are being served.",
         );
-        let _ = writeln!(out, "# TYPE passport_ready gauge");
-        let _ = writeln!(out, "passport_ready {}", u8::from(ready));
+        sample(o, "passport_ready", u8::from(ready));
 
-        let _ = writeln!(
-            out,
-            "# HELP passport_http_requests_total Credential endpoint responses by status."
+        family(
+            o,
+            "passport_http_requests_total",
+            "counter",
+            "Credential endpoint responses by status.",
         );
-        let _ = writeln!(out, "# TYPE passport_http_requests_total counter");
         for (status, n) in STATUSES.iter().zip(&self.requests) {
             let status = if *status == 0 {
                 "other".to_string()
             } else {
                 status.to_string()
             };
-            let _ = writeln!(
-                out,
-                "passport_http_requests_total{{status=\"{status}\"}} {}",
-                n.load(Relaxed)
+            sample(
+                o,
+                &format!("passport_http_requests_total{{status=\"{status}\"}}"),
+                n.load(Relaxed),
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP passport_connections_refused_total Connections closed at accept because the cap was reached."
+        let refused = "passport_connections_refused_total";
+        family(
+            o,
+            refused,
+            "counter",
+            "Connections closed at accept because the cap was reached.",
         );
-        let _ = writeln!(out, "# TYPE passport_connections_refused_total counter");
-        let _ = writeln!(
-            out,
-            "passport_connections_refused_total {}",
-            self.connections_refused.load(Relaxed)
-        );
+        sample(o, refused, self.connections_refused.load(Relaxed));
         out
     }
+}
+
+/// A metric family's `# HELP` and `# TYPE` lines.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// One sample line: `name{labels} value`.
+fn sample(out: &mut String, name: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "{name} {value}");
 }
 
 /// Error codes come from STS; keep label values to a safe alphabet.

@@ -47,7 +47,7 @@ impl ExecConfig {
     pub fn from_args(args: &ExecArgs, env: env::Lookup<'_>) -> Result<Self, ConfigErrors> {
         let mut problems = ConfigErrors::default();
         let sts = StsConfig::from_args(&args.sts, env, &mut problems);
-        let wait = problems.check("--wait", &args.wait, args::duration(&args.wait));
+        let wait = problems.parse("--wait", &args.wait, args::duration);
         if args.command.is_empty() {
             problems.push("a command to run is required after `--`");
         }

@@ -122,26 +122,17 @@ impl ServeConfig {
                 None
             }
         };
-        let mode = problems.check(
+        let mode = problems.parse(
             "--auth-token-file-mode",
             &args.auth_token_file_mode,
-            file_mode(&args.auth_token_file_mode),
+            file_mode,
         );
-        let max_connections = problems.check(
-            "--max-connections",
-            &args.max_connections,
-            args::number_in(&args.max_connections, 1, 1_000_000),
-        );
-        let drain_delay = problems.check(
-            "--drain-delay",
-            &args.drain_delay,
-            args::duration(&args.drain_delay),
-        );
-        let shutdown_timeout = problems.check(
-            "--shutdown-timeout",
-            &args.shutdown_timeout,
-            args::duration(&args.shutdown_timeout),
-        );
+        let max_connections = problems.parse("--max-connections", &args.max_connections, |raw| {
+            args::number_in(raw, 1, 1_000_000)
+        });
+        let drain_delay = problems.parse("--drain-delay", &args.drain_delay, args::duration);
+        let shutdown_timeout =
+            problems.parse("--shutdown-timeout", &args.shutdown_timeout, args::duration);
         problems.into_result()?;
         let sts = sts.expect("no problems");
         let imds = (!args.disable_imds)
@@ -494,32 +485,16 @@ mod tests {
 
     #[test]
     fn non_loopback_listen_needs_the_opt_in() {
-        let c = serve(&[
-            "--role-arn",
-            ROLE,
-            "--region",
-            "us-east-1",
-            "--auth-token-file",
-            "a",
-            "--listen",
-            "0.0.0.0:9911",
-            "--allow-non-loopback",
-        ])
-        .unwrap();
+        let valid = |extra: &[&str]| {
+            let mut args = vec!["--role-arn", ROLE, "--region", "us-east-1"];
+            args.extend_from_slice(&["--auth-token-file", "a"]);
+            args.extend_from_slice(extra);
+            serve(&args)
+        };
+        assert!(valid(&["--listen", "0.0.0.0:9911"]).is_err());
+        let c = valid(&["--listen", "0.0.0.0:9911", "--allow-non-loopback"]).unwrap();
         assert!(!c.listen.ip().is_loopback());
-        let c = serve(&[
-            "--role-arn",
-            ROLE,
-            "--region",
-            "us-east-1",
-            "--auth-token-file",
-            "a",
-            "--admin-listen",
-            "off",
-            "--listen",
-            "[::1]:1",
-        ])
-        .unwrap();
+        let c = valid(&["--admin-listen", "off", "--listen", "[::1]:1"]).unwrap();
         assert_eq!(c.admin_listen, None);
     }
 }

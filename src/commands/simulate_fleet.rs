@@ -392,45 +392,39 @@ fn poisson_quantile(mean: f64, q: f64) -> u64 {
 pub fn render(report: &FleetReport) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let stats = |b: &BinStats| {
-        format!(
-            "peak {:>6}  p99 {:>6}  mean {:>8.1}  peak/mean {:.2}",
+    let r = report;
+    let _ = writeln!(
+        out,
+        "fleet: {} sidecars, {} h, rollout {:.0} s, session {} s, seed {}\nSTS calls: {} ({} failed)",
+        r.sidecars, r.hours, r.rollout_s, r.session_s, r.seed, r.sts_calls, r.sts_failures
+    );
+    fn stats(out: &mut String, label: &str, width: usize, b: &BinStats, note: &str) {
+        let _ = writeln!(
+            out,
+            "{label:<width$}peak {:>6}  p99 {:>6}  mean {:>8.1}  peak/mean {:.2}{note}",
             b.peak, b.p99, b.mean, b.peak_to_mean
-        )
-    };
-    let _ = writeln!(
-        out,
-        "fleet: {} sidecars, {} h, rollout {:.0} s, session {} s, seed {}",
-        report.sidecars, report.hours, report.rollout_s, report.session_s, report.seed
+        );
+    }
+    stats(
+        &mut out,
+        "first hour, per second:",
+        26,
+        &r.first_hour_per_second,
+        "",
     );
-    let _ = writeln!(
-        out,
-        "STS calls: {} ({} failed)",
-        report.sts_calls, report.sts_failures
+    stats(&mut out, "after 1 h, per minute:", 26, &r.per_minute, "");
+    let note = format!(
+        "  (independent random arrivals: peak ~{})",
+        r.per_second_peak_if_random
     );
-    let _ = writeln!(
-        out,
-        "first hour, per second:   {}",
-        stats(&report.first_hour_per_second)
-    );
-    let _ = writeln!(
-        out,
-        "after 1 h, per minute:    {}",
-        stats(&report.per_minute)
-    );
-    let _ = writeln!(
-        out,
-        "after 1 h, per second:    {}  (independent random arrivals: peak ~{})",
-        stats(&report.per_second),
-        report.per_second_peak_if_random
-    );
+    stats(&mut out, "after 1 h, per second:", 26, &r.per_second, &note);
     let _ = writeln!(
         out,
         "min time left served (healthy STS): {:.0} s ({:.1} min)",
-        report.min_time_left_healthy_s,
-        report.min_time_left_healthy_s / 60.0
+        r.min_time_left_healthy_s,
+        r.min_time_left_healthy_s / 60.0
     );
-    if let Some(o) = &report.outage {
+    if let Some(o) = &r.outage {
         let _ = writeln!(
             out,
             "outage {} s + {} s: {} sidecars affected, {} fell below 15 min, {} ran out; recovered {:.0} s after STS did (those short of time: {:.0} s)",
@@ -442,20 +436,28 @@ pub fn render(report: &FleetReport) -> String {
             o.all_recovered_after_s,
             o.short_of_time_recovered_after_s
         );
-        let _ = writeln!(
-            out,
-            "  during, per second:         {}",
-            stats(&o.during_per_second)
+    }
+    if let Some(o) = &r.outage {
+        stats(
+            &mut out,
+            "  during, per second:",
+            30,
+            &o.during_per_second,
+            "",
         );
-        let _ = writeln!(
-            out,
-            "  10 min after, per second:   {}",
-            stats(&o.after_recovery_per_second)
+        stats(
+            &mut out,
+            "  10 min after, per second:",
+            30,
+            &o.after_recovery_per_second,
+            "",
         );
-        let _ = writeln!(
-            out,
-            "  1 h after, per minute:      {}",
-            stats(&o.after_recovery_per_minute)
+        stats(
+            &mut out,
+            "  1 h after, per minute:",
+            30,
+            &o.after_recovery_per_minute,
+            "",
         );
     }
     let problems = report.problems();

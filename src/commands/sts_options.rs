@@ -86,16 +86,10 @@ impl StsConfig {
                 .check("--sts-endpoint", url, validate_endpoint(url))
                 .map(|()| Some(url.trim_end_matches('/').to_owned())),
         };
-        let duration = problems.check(
-            "--duration-seconds",
-            &args.duration_seconds,
-            args::number_in(&args.duration_seconds, 900, 43_200),
-        );
-        let timeout = problems.check(
-            "--sts-timeout",
-            &args.sts_timeout,
-            args::duration(&args.sts_timeout),
-        );
+        let duration = problems.parse("--duration-seconds", &args.duration_seconds, |raw| {
+            args::number_in(raw, 900, 43_200)
+        });
+        let timeout = problems.parse("--sts-timeout", &args.sts_timeout, args::duration);
         Some(StsConfig {
             refresh: RefreshSettings {
                 role_arn: role_arn?,

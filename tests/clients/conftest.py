@@ -423,13 +423,17 @@ def client_env(tmp_path) -> dict:
     return env
 
 
-@pytest.fixture
-def container_env(client_env, passport) -> dict:
+def with_container_endpoint(client_env: dict, passport: "Passport") -> dict:
     """client_env plus exactly the two variables passport tells applications to set."""
     env = dict(client_env)
     env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = passport.url
     env["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = str(passport.auth_token_file)
     return env
+
+
+@pytest.fixture
+def container_env(client_env, passport) -> dict:
+    return with_container_endpoint(client_env, passport)
 
 
 def imds_env(client_env: dict, passport: Passport) -> dict:

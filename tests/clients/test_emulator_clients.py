@@ -53,6 +53,8 @@ from conftest import (
     stop,
     stop_emulator,
     stop_passport,
+    use_env,
+    with_container_endpoint,
 )
 
 XMLNS = "https://sts.amazonaws.com/doc/2011-06-15/"
@@ -63,15 +65,6 @@ DURATION_EXCEEDS_MAX = "The requested DurationSeconds exceeds the MaxSessionDura
 
 def assumed_arn(role: str, session: str) -> str:
     return f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role}/{session}"
-
-
-def use_env(monkeypatch, env: dict) -> None:
-    """Make the in-process environment exactly `env` (for botocore, which reads os.environ)."""
-    for key in list(os.environ):
-        if key not in env:
-            monkeypatch.delenv(key)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
 
 
 def unsigned_sts(endpoint: str):
@@ -121,10 +114,7 @@ def served(emulator, tmp_path_factory):
 
 @pytest.fixture
 def served_env(client_env, served) -> dict:
-    env = dict(client_env)
-    env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = served.url
-    env["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = str(served.auth_token_file)
-    return env
+    return with_container_endpoint(client_env, served)
 
 
 def test_aws_cli_identity_from_passport_credentials(emulator, served_env):
