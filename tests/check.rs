@@ -227,6 +227,66 @@ async fn generated_trust_policy_accepts_its_service_account_only() {
     golden("trust_policy_refuses_sub", &report, other.dir.path());
 }
 
+/// A policy IAM accepts but passport cannot evaluate offline: said so, never "key absent".
+#[tokio::test]
+async fn trust_policy_with_an_unmodelled_key_is_refused_loudly() {
+    let env = Env::irsa(&jwt(
+        "system:serviceaccount:payments:api",
+        "sts.amazonaws.com",
+        3000,
+    ));
+    let policy = json!({"Version": "2012-10-17", "Statement": [{
+        "Sid": "Groups",
+        "Effect": "Allow",
+        "Principal": {"Federated": "arn:aws:iam::111122223333:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC123"},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {"oidc.eks.us-east-1.amazonaws.com/id/ABC123:groups": "admins"}}
+    }]});
+    let mut a = args();
+    a.trust_policy = Some(
+        env.dir
+            .path()
+            .join(env.file("policy.json", &policy.to_string())),
+    );
+    let report = check(&env.vars, &a).await;
+    let human = report.human();
+    assert!(
+        human.contains("IAM accepts this, but passport cannot evaluate it offline: Statement[0] (Groups): StringEquals on oidc.eks.us-east-1.amazonaws.com/id/ABC123:groups"),
+        "{human}"
+    );
+    assert!(!human.contains("STS would"), "{human}");
+    golden("trust_policy_unmodelled", &report, env.dir.path());
+}
+
+/// A token with two audiences: check warns, and gives the answer for each candidate and
+/// the InvalidIdentityToken answer for an unregistered provider.
+#[tokio::test]
+async fn trust_policy_with_a_multi_audience_token() {
+    let token = passport_core::token::test_jwt(&json!({
+        "iss": "https://oidc.eks.us-east-1.amazonaws.com/id/ABC123",
+        "sub": "system:serviceaccount:payments:api",
+        "aud": ["https://vault.example.com", "sts.amazonaws.com"],
+        "iat": NOW as i64 - 60,
+        "exp": NOW as i64 + 3000,
+    }));
+    let env = Env::irsa(&token);
+    let mut a = args();
+    a.trust_policy = Some(generated_policy(&env, "payments", "api"));
+    let report = check(&env.vars, &a).await;
+    let human = report.human();
+    assert!(human.contains("the token has 2 audiences"), "{human}");
+    assert!(
+        human.contains("with client ID sts.amazonaws.com: STS would accept this token"),
+        "{human}"
+    );
+    assert!(human.contains("InvalidIdentityToken"), "{human}");
+    assert!(
+        report.ok(),
+        "the answer depends on registration: a warning, not a failure"
+    );
+    golden("trust_policy_multi_audience", &report, env.dir.path());
+}
+
 #[tokio::test]
 async fn trust_policy_refuses_on_audience() {
     let env = Env::irsa(&jwt(

@@ -549,3 +549,28 @@ async fn expired_session_credentials_get_expired_token() {
     );
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_issuer_url_with_a_trailing_slash_is_kept_exactly() {
+    // IAM names the provider for https://auth.example.com/ "auth.example.com/": the
+    // emulator must not strip the slash from --issuer-url, iss or the provider ARN.
+    let emu = Emulator::start(EmulatorConfig {
+        issuer_url: Some("https://auth.example.com/".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(emu.issuer_url(), "https://auth.example.com/");
+    let arn = "arn:aws:iam::111122223333:oidc-provider/auth.example.com/";
+    assert_eq!(emu.provider_arn(), arn);
+    let token = emu.mint(&MintRequest::new("prod", "app")).unwrap();
+    let out = assume(&emu, "passport-demo", &token, "s1", None)
+        .await
+        .unwrap();
+    assert_eq!(out.provider(), Some(arn));
+    let (status, body) = http(&emu, "GET", "/.well-known/openid-configuration", "").await;
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["issuer"], "https://auth.example.com/");
+    emu.shutdown().await;
+}

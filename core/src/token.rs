@@ -56,6 +56,14 @@ pub struct Claims {
     pub nbf: Option<i64>,
     #[serde(rename = "kubernetes.io")]
     pub kubernetes: Option<serde_json::Value>,
+    /// Authorized party: the client ID STS checks when set.
+    pub azp: Option<String>,
+    /// Authentication methods (Amazon Cognito puts `authenticated`/`unauthenticated` here).
+    #[serde(default, deserialize_with = "one_or_many_opt")]
+    pub amr: Option<Vec<String>>,
+    /// The source identity STS sets for the session.
+    #[serde(rename = "https://aws.amazon.com/source_identity")]
+    pub source_identity: Option<String>,
 }
 
 /// A token read from disk: the raw JWT (secret) and its unverified claims.
@@ -140,6 +148,12 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
         Some(OneOrMany::One(s)) => vec![s],
         Some(OneOrMany::Many(v)) => v,
     })
+}
+
+fn one_or_many_opt<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<String>>, D::Error> {
+    one_or_many(d).map(Some)
 }
 
 /// Build an unsigned-looking but well-formed JWT for tests (signature is junk).

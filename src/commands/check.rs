@@ -213,6 +213,8 @@ pub async fn run(args: &CheckArgs, inputs: &Inputs<'_>) -> Report {
             policy,
             claims.as_ref(),
             env("AWS_ROLE_ARN").as_deref(),
+            env("AWS_ROLE_SESSION_NAME").as_deref(),
+            inputs.now,
         ));
     }
 
@@ -451,6 +453,8 @@ fn check_trust_policy(
     path: &std::path::Path,
     claims: Option<&Claims>,
     role_arn: Option<&str>,
+    session_name: Option<&str>,
+    now: SystemTime,
 ) -> Section {
     let mut l = Lines::default();
     let text = match std::fs::read_to_string(path) {
@@ -464,18 +468,7 @@ fn check_trust_policy(
         l.fail("no readable token to evaluate the policy against");
         return l.section("Trust policy");
     };
-    use crate::trust_policy::{Request, TrustPolicy, evaluate};
-    let policy = match TrustPolicy::parse(&text) {
-        Ok(p) => p,
-        Err(e) => {
-            l.fail(format!(
-                "{} is not a trust policy IAM would accept: {}",
-                path.display(),
-                e.0
-            ));
-            return l.section("Trust policy");
-        }
-    };
+    use crate::trust_policy::{Level, TokenFacts, offline};
     let (Some(iss), Some(sub)) = (&claims.iss, &claims.sub) else {
         l.fail("the token has no iss or sub claim: STS answers InvalidIdentityToken");
         return l.section("Trust policy");
@@ -485,30 +478,26 @@ fn check_trust_policy(
         l.fail("AWS_ROLE_ARN is needed to know which account's OIDC provider the token maps to");
         return l.section("Trust policy");
     };
-    let request = Request::web_identity(account, iss, sub, &claims.aud);
-    l.info(format!(
-        "token maps to principal {} with sub {sub}",
-        request.federated_principal
-    ));
-    let decision = evaluate(&policy, &request);
-    if decision.allowed() {
-        l.pass(format!(
-            "STS would accept this token: {}",
-            decision.explain()
-        ));
-    } else {
-        let mut lines = decision
-            .explain()
-            .lines()
-            .map(str::trim)
-            .map(str::to_owned)
-            .collect::<Vec<_>>();
-        let headline = lines.remove(0);
-        l.fail(format!(
-            "STS would refuse this token (AccessDenied): {headline}"
-        ));
-        for line in lines {
-            l.fail(line);
+    let facts = TokenFacts {
+        iss: iss.clone(),
+        sub: sub.clone(),
+        aud: claims.aud.clone(),
+        azp: claims.azp.clone(),
+        amr: claims.amr.clone(),
+        source_identity: claims.source_identity.clone(),
+    };
+    let report = offline(&text, &facts, account, session_name, now);
+    for (level, line) in report.lines {
+        let line = if line.starts_with("not a trust policy IAM would accept") {
+            format!("{} is {line}", path.display())
+        } else {
+            line
+        };
+        match level {
+            Level::Pass => l.pass(line),
+            Level::Warn => l.warn(line),
+            Level::Fail => l.fail(line),
+            Level::Info => l.info(line),
         }
     }
     l.section("Trust policy")

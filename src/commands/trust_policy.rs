@@ -140,6 +140,24 @@ mod tests {
     }
 
     #[test]
+    fn an_issuer_with_a_trailing_slash_keeps_it() {
+        // IAM names the provider for https://auth.example.com/ "auth.example.com/", and its
+        // condition keys "auth.example.com/:sub" (tests/trust_cases: slash-issuer-*).
+        let mut a = args();
+        a.issuer = Some("https://auth.example.com/".into());
+        let v: serde_json::Value = serde_json::from_str(&render(&a).unwrap()).unwrap();
+        let st = &v["Statement"][0];
+        assert_eq!(
+            st["Principal"]["Federated"],
+            "arn:aws:iam::111122223333:oidc-provider/auth.example.com/"
+        );
+        assert_eq!(
+            st["Condition"]["StringEquals"]["auth.example.com/:sub"],
+            "system:serviceaccount:payments:api"
+        );
+    }
+
+    #[test]
     fn renders_the_eks_shaped_policy() {
         let v: serde_json::Value = serde_json::from_str(&render(&args()).unwrap()).unwrap();
         let st = &v["Statement"][0];

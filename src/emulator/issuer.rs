@@ -156,10 +156,9 @@ impl SigningKey {
 
 /// The discovery document an EKS cluster's issuer serves.
 pub fn discovery_document(issuer: &str) -> Value {
-    let issuer = issuer.trim_end_matches('/');
     json!({
         "issuer": issuer,
-        "jwks_uri": format!("{issuer}/keys"),
+        "jwks_uri": format!("{}/keys", issuer.trim_end_matches('/')),
         "authorization_endpoint": "urn:kubernetes:programmatic_authorization",
         "response_types_supported": ["id_token"],
         "subject_types_supported": ["public"],
@@ -257,8 +256,12 @@ mod tests {
 
     #[test]
     fn discovery_points_at_keys() {
+        // The issuer is served exactly as configured: it must equal the tokens' iss, and a
+        // trailing slash is part of the provider's name in IAM.
         let d = discovery_document("http://127.0.0.1:9401/");
-        assert_eq!(d["issuer"], "http://127.0.0.1:9401");
+        assert_eq!(d["issuer"], "http://127.0.0.1:9401/");
         assert_eq!(d["jwks_uri"], "http://127.0.0.1:9401/keys");
+        let d = discovery_document("http://127.0.0.1:9401");
+        assert_eq!(d["issuer"], "http://127.0.0.1:9401");
     }
 }

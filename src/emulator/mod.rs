@@ -200,9 +200,8 @@ impl Emulator {
         let issuer_url = config
             .issuer_url
             .clone()
-            .unwrap_or_else(|| format!("http://{addr}"))
-            .trim_end_matches('/')
-            .to_owned();
+            // Kept exactly: IAM names a provider by its URL, trailing slash included.
+            .unwrap_or_else(|| format!("http://{addr}"));
         let provider_arn = trust_policy::provider_arn(&config.account_id, &issuer_url);
 
         let mut roles = HashMap::new();
@@ -247,7 +246,7 @@ impl Emulator {
             audiences: config.audiences.clone(),
         }];
         providers.extend(config.trusted_issuers.iter().map(|t| Provider {
-            issuer: t.issuer.trim_end_matches('/').to_owned(),
+            issuer: t.issuer.clone(),
             jwks: t.jwks.clone(),
             audiences: t.audiences.clone(),
         }));

@@ -334,7 +334,7 @@ pub fn validate_duration(raw: Option<&str>) -> Result<u32, Vec<String>> {
 
 pub const DURATION_EXCEEDS_MAX: &str =
     "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.";
-pub const NOT_AUTHORIZED: &str = "Not authorized to perform sts:AssumeRoleWithWebIdentity";
+pub const NOT_AUTHORIZED: &str = trust_policy::NOT_AUTHORIZED;
 
 fn unix(t: SystemTime) -> i64 {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
@@ -352,7 +352,10 @@ struct Verified {
     issuer: String,
     sub: String,
     aud: Vec<String>,
+    /// The audience STS checked against the provider's client IDs (`azp` if present).
     matched_aud: String,
+    amr: Option<Vec<String>>,
+    source_identity: Option<String>,
 }
 
 fn verify_token(state: &State, jwt: &str) -> Result<Verified, StsError> {
@@ -370,7 +373,8 @@ fn verify_token(state: &State, jwt: &str) -> Result<Verified, StsError> {
     let provider = state
         .providers
         .iter()
-        .find(|p| p.issuer.trim_end_matches('/') == iss.trim_end_matches('/'))
+        // IAM names a provider by its URL exactly: a trailing slash is part of the name.
+        .find(|p| p.issuer == iss)
         .ok_or_else(|| {
             invalid_token(format!(
                 "No OpenIDConnect provider found in your account for {iss}"
@@ -391,8 +395,15 @@ fn verify_token(state: &State, jwt: &str) -> Result<Verified, StsError> {
     validation.validate_nbf = false;
     validation.validate_aud = false;
     validation.required_spec_claims.clear();
-    jsonwebtoken::decode::<serde_json::Value>(jwt, &key, &validation)
-        .map_err(|_| invalid_token("The web identity token signature could not be verified"))?;
+    let all_claims = jsonwebtoken::decode::<serde_json::Value>(jwt, &key, &validation)
+        .map_err(|_| invalid_token("The web identity token signature could not be verified"))?
+        .claims;
+    let text = |name: &str| {
+        all_claims
+            .get(name)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
 
     let now = unix(state.clock.wall());
     let skew = state.skew.as_secs() as i64;
@@ -422,12 +433,22 @@ fn verify_token(state: &State, jwt: &str) -> Result<Verified, StsError> {
             "Token issued in the future: current date/time {now} must be after {iat}"
         )));
     }
-    let matched_aud = claims
-        .aud
-        .iter()
-        .find(|a| provider.audiences.contains(a))
-        .cloned()
-        .ok_or_else(|| invalid_token("Incorrect token audience"))?;
+    let azp = text("azp");
+    let matched_aud =
+        trust_policy::audience_candidates(&claims.aud, azp.as_deref(), Some(&provider.audiences))
+            .into_iter()
+            .find(|a| provider.audiences.contains(a))
+            .ok_or_else(|| invalid_token(trust_policy::INCORRECT_AUDIENCE))?;
+    let amr = match all_claims.get("amr") {
+        Some(serde_json::Value::String(s)) => Some(vec![s.clone()]),
+        Some(serde_json::Value::Array(items)) => Some(
+            items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+        ),
+        _ => None,
+    };
     let sub = claims
         .sub
         .clone()
@@ -444,6 +465,8 @@ fn verify_token(state: &State, jwt: &str) -> Result<Verified, StsError> {
         sub,
         aud: claims.aud,
         matched_aud,
+        amr,
+        source_identity: text(trust_policy::SOURCE_IDENTITY_CLAIM),
     })
 }
 
@@ -515,13 +538,18 @@ fn assume_role_with_web_identity(
             tracing::info!(role_arn, "no such role in the emulated account");
             denied()
         })?;
-    let request = trust_policy::Request::web_identity(
-        &state.account_id,
-        &verified.issuer,
-        &verified.sub,
-        &verified.aud,
-    );
-    let decision = trust_policy::evaluate(&role.policy, &request);
+    let call = trust_policy::WebIdentityCall {
+        account_id: state.account_id.clone(),
+        issuer: verified.issuer.clone(),
+        sub: verified.sub.clone(),
+        aud: Some(verified.matched_aud.clone()),
+        token_aud: verified.aud.clone(),
+        amr: verified.amr.clone(),
+        role_session_name: Some(session.to_owned()),
+        source_identity: verified.source_identity.clone(),
+        now: Some(state.clock.wall()),
+    };
+    let decision = trust_policy::evaluate_web_identity(&role.policy, &call);
     if !decision.allowed() {
         tracing::info!(role = %role.name, sub = %verified.sub, explanation = %decision.explain(), "trust policy refused");
         return Err(denied());
@@ -554,7 +582,7 @@ fn assume_role_with_web_identity(
     );
     let provider = trust_policy::provider_arn(&state.account_id, &verified.issuer);
     let xml = format!(
-        "    <Credentials>\n      <AccessKeyId>{akid}</AccessKeyId>\n      <SecretAccessKey>{}</SecretAccessKey>\n      <SessionToken>{}</SessionToken>\n      <Expiration>{}</Expiration>\n    </Credentials>\n    <SubjectFromWebIdentityToken>{}</SubjectFromWebIdentityToken>\n    <AssumedRoleUser>\n      <AssumedRoleId>{}</AssumedRoleId>\n      <Arn>{}</Arn>\n    </AssumedRoleUser>\n    <Provider>{}</Provider>\n    <Audience>{}</Audience>\n",
+        "    <Credentials>\n      <AccessKeyId>{akid}</AccessKeyId>\n      <SecretAccessKey>{}</SecretAccessKey>\n      <SessionToken>{}</SessionToken>\n      <Expiration>{}</Expiration>\n    </Credentials>\n    <SubjectFromWebIdentityToken>{}</SubjectFromWebIdentityToken>\n    <AssumedRoleUser>\n      <AssumedRoleId>{}</AssumedRoleId>\n      <Arn>{}</Arn>\n    </AssumedRoleUser>\n    <Provider>{}</Provider>\n    <Audience>{}</Audience>\n{}",
         xml_escape(&secret),
         xml_escape(&session_token),
         format_rfc3339_seconds(expires),
@@ -563,6 +591,11 @@ fn assume_role_with_web_identity(
         xml_escape(&arn),
         xml_escape(&provider),
         xml_escape(&verified.matched_aud),
+        verified
+            .source_identity
+            .as_deref()
+            .map(|si| format!("    <SourceIdentity>{}</SourceIdentity>\n", xml_escape(si)))
+            .unwrap_or_default(),
     );
     let mut sessions = state.sessions.lock().unwrap();
     if sessions.len() >= state.max_sessions {
