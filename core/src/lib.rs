@@ -25,6 +25,7 @@
 //! | [`aws`] | `RoleArn`, `Region`, `SessionName`: parsed once, valid by construction |
 //! | [`token`] | reading the web-identity token file; unverified claims for logs |
 //! | [`sts`] | the `CredentialSource` trait, the aws-sdk-sts client, error classification |
+//! | [`chain`] | role chaining: a second hop (`sts:AssumeRole`) on top of the first, cached |
 //! | [`schedule`] | when to refresh and how long to back off: pure, seeded |
 //! | [`refresh`] | the refresher: drives the schedule, keeps the last good snapshot, readiness |
 //! | [`credentials`] | `Credentials`, the served `Snapshot` with pre-rendered bodies |
@@ -39,6 +40,7 @@
 
 pub mod auth;
 pub mod aws;
+pub mod chain;
 pub mod clock;
 pub mod credentials;
 pub mod fs;

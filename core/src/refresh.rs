@@ -38,6 +38,15 @@ pub struct RefreshSettings {
     pub token_file: PathBuf,
     /// Upper bound on one STS call, on top of the SDK's own timeouts.
     pub attempt_timeout: Duration,
+    /// A second hop (`sts:AssumeRole`) whose credentials are served instead of the first's.
+    pub chain: Option<crate::chain::ChainSettings>,
+}
+
+impl RefreshSettings {
+    /// The role whose credentials are served: the chained one, if any.
+    pub fn served_role(&self) -> &RoleArn {
+        self.chain.as_ref().map_or(&self.role_arn, |c| &c.role_arn)
+    }
 }
 
 /// State shared between the refresher (one writer) and the handlers (many readers).
@@ -217,7 +226,7 @@ impl Refresher {
         };
 
         let clock = &*self.shared.clock;
-        let served = Served::new(&creds, self.settings.role_arn.as_str(), clock);
+        let served = Served::new(&creds, self.settings.served_role().as_str(), clock);
         let Some(servable) = served.servable_for(clock) else {
             let err = SourceError::new(
                 ErrorClass::Transient,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::chain::ChainedSource;
 use crate::clock::{Clock, SystemClock};
 use crate::metrics::Metrics;
 use crate::refresh::{RefreshSettings, Refresher, Shared};
@@ -47,13 +48,18 @@ impl Sidecar {
         server: ServerSettings,
         sts: &StsSettings,
     ) -> io::Result<Self> {
-        Self::bind(
-            refresh,
-            server,
-            Arc::new(StsSource::new(sts)),
-            Arc::new(SystemClock),
-        )
-        .await
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let sts = Arc::new(StsSource::new(sts));
+        let source: Arc<dyn CredentialSource> = match &refresh.chain {
+            None => sts,
+            Some(chain) => Arc::new(ChainedSource::new(
+                sts.clone(),
+                sts,
+                chain.clone(),
+                clock.clone(),
+            )),
+        };
+        Self::bind(refresh, server, source, clock).await
     }
 
     pub async fn bind(

@@ -126,10 +126,19 @@ pub struct StsSettings {
 #[derive(Debug, Clone)]
 pub struct StsSource {
     client: aws_sdk_sts::Client,
+    settings: StsSettings,
 }
 
 impl StsSource {
     pub fn new(settings: &StsSettings) -> Self {
+        let config = Self::config(settings);
+        Self {
+            client: aws_sdk_sts::Client::from_conf(config.build()),
+            settings: settings.clone(),
+        }
+    }
+
+    fn config(settings: &StsSettings) -> aws_sdk_sts::config::Builder {
         let timeouts = aws_sdk_sts::config::timeout::TimeoutConfig::builder()
             .connect_timeout(settings.connect_timeout)
             .operation_attempt_timeout(settings.attempt_timeout)
@@ -144,9 +153,7 @@ impl StsSource {
         if let Some(endpoint) = &settings.endpoint {
             config = config.endpoint_url(endpoint);
         }
-        Self {
-            client: aws_sdk_sts::Client::from_conf(config.build()),
-        }
+        config
     }
 }
 
@@ -167,33 +174,108 @@ impl CredentialSource for StsSource {
                 .send()
                 .await;
             let output = result.map_err(|e| classify_sdk_error(e, jwt))?;
-            let malformed = |what: &str| {
-                SourceError::new(
-                    ErrorClass::Transient,
-                    "MalformedResponse",
-                    format!("STS response has no {what}"),
-                )
-            };
-            let creds = output
-                .credentials()
-                .ok_or_else(|| malformed("Credentials"))?;
-            let expiration = SystemTime::try_from(*creds.expiration())
-                .map_err(|_| malformed("valid Expiration"))?;
-            if creds.access_key_id().is_empty()
-                || creds.secret_access_key().is_empty()
-                || creds.session_token().is_empty()
-            {
-                return Err(malformed("complete credentials"));
-            }
-            Ok(Credentials {
-                access_key_id: creds.access_key_id().to_owned(),
-                secret_access_key: Secret::new(creds.secret_access_key()),
-                session_token: Secret::new(creds.session_token()),
-                expiration,
-                assumed_role_arn: output.assumed_role_user().map(|u| u.arn().to_owned()),
-            })
+            credentials_from(
+                output.credentials(),
+                output.assumed_role_user().map(|u| u.arn().to_owned()),
+            )
         })
     }
+}
+
+impl crate::chain::RoleAssumer for StsSource {
+    fn assume_role_as<'a>(
+        &'a self,
+        caller: &'a Credentials,
+        call: &'a crate::chain::AssumeRoleCall,
+    ) -> BoxFuture<'a, Result<Credentials, SourceError>> {
+        Box::pin(async move {
+            // Signed with the first hop's keys: a client of its own, built per call (once
+            // per refresh), so the keys live no longer than the call.
+            let signer = aws_sdk_sts::config::Credentials::new(
+                &caller.access_key_id,
+                caller.secret_access_key.expose(),
+                Some(caller.session_token.expose().to_owned()),
+                Some(caller.expiration),
+                "passport-first-hop",
+            );
+            let client = aws_sdk_sts::Client::from_conf(
+                Self::config(&self.settings)
+                    .credentials_provider(signer)
+                    .build(),
+            );
+            let s = &call.settings;
+            let mut request = client
+                .assume_role()
+                .role_arn(s.role_arn.as_str())
+                .role_session_name(s.session_name.as_str())
+                .duration_seconds(s.duration_seconds as i32)
+                .set_external_id(call.external_id.as_ref().map(|e| e.expose().to_owned()))
+                .set_policy(s.policy.clone());
+            for (key, value) in &s.tags {
+                request = request.tags(
+                    aws_sdk_sts::types::Tag::builder()
+                        .key(key)
+                        .value(value)
+                        .build()
+                        .map_err(|e| {
+                            SourceError::new(ErrorClass::Permanent, "InvalidTag", e.to_string())
+                        })?,
+                );
+            }
+            for key in &s.transitive_tag_keys {
+                request = request.transitive_tag_keys(key);
+            }
+            for arn in &s.policy_arns {
+                request = request.policy_arns(
+                    aws_sdk_sts::types::PolicyDescriptorType::builder()
+                        .arn(arn)
+                        .build(),
+                );
+            }
+            let secret = call
+                .external_id
+                .as_ref()
+                .map_or(String::new(), |e| e.expose().to_owned());
+            let output = request
+                .send()
+                .await
+                .map_err(|e| classify_sdk_error(e, &secret))?;
+            credentials_from(
+                output.credentials(),
+                output.assumed_role_user().map(|u| u.arn().to_owned()),
+            )
+        })
+    }
+}
+
+/// The served credentials from an STS response, refusing incomplete ones.
+fn credentials_from(
+    creds: Option<&aws_sdk_sts::types::Credentials>,
+    assumed_role_arn: Option<String>,
+) -> Result<Credentials, SourceError> {
+    let malformed = |what: &str| {
+        SourceError::new(
+            ErrorClass::Transient,
+            "MalformedResponse",
+            format!("STS response has no {what}"),
+        )
+    };
+    let creds = creds.ok_or_else(|| malformed("Credentials"))?;
+    let expiration =
+        SystemTime::try_from(*creds.expiration()).map_err(|_| malformed("valid Expiration"))?;
+    if creds.access_key_id().is_empty()
+        || creds.secret_access_key().is_empty()
+        || creds.session_token().is_empty()
+    {
+        return Err(malformed("complete credentials"));
+    }
+    Ok(Credentials {
+        access_key_id: creds.access_key_id().to_owned(),
+        secret_access_key: Secret::new(creds.secret_access_key()),
+        session_token: Secret::new(creds.session_token()),
+        expiration,
+        assumed_role_arn,
+    })
 }
 
 fn classify_sdk_error<E>(err: SdkError<E, HttpResponse>, jwt: &str) -> SourceError

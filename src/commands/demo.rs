@@ -137,6 +137,7 @@ async fn start_and_serve(args: DemoArgs, signals: Signals) -> Result<(), String>
         duration_seconds: args.duration_seconds,
         token_file: token_file.clone(),
         attempt_timeout: Duration::from_secs(10),
+        chain: None,
     };
     let server = ServerSettings {
         listen: args.listen,

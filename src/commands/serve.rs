@@ -135,8 +135,13 @@ impl ServeConfig {
             problems.parse("--shutdown-timeout", &args.shutdown_timeout, args::duration);
         problems.into_result()?;
         let sts = sts.expect("no problems");
-        let imds = (!args.disable_imds)
-            .then(|| ImdsSettings::new(&sts.refresh.role_arn, &sts.sts.region, args.imds_allow_v1));
+        let imds = (!args.disable_imds).then(|| {
+            ImdsSettings::new(
+                sts.refresh.served_role(),
+                &sts.sts.region,
+                args.imds_allow_v1,
+            )
+        });
         Ok(ServeConfig {
             sts,
             listen: listen.expect("no problems"),
@@ -284,6 +289,7 @@ pub async fn run(config: ServeConfig) -> ExitCode {
         };
     info!(
         role_arn = %config.sts.refresh.role_arn,
+        chain_role_arn = config.sts.refresh.chain.as_ref().map(|c| c.role_arn.to_string()),
         session_name = %config.sts.refresh.session_name,
         token_file = %config.sts.refresh.token_file.display(),
         region = %config.sts.sts.region,

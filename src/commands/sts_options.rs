@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::Args;
 use passport_core::aws::{Region, RoleArn, SessionName};
+use passport_core::chain::{ChainSettings, ExternalId, MAX_CHAINED_SECONDS};
 use passport_core::refresh::RefreshSettings;
+use passport_core::secret::Secret;
 use passport_core::sts::StsSettings;
 
 use crate::args::{self, ConfigErrors};
@@ -39,6 +41,204 @@ pub struct StsArgs {
     /// Upper bound on one STS call.
     #[arg(long, env = "PASSPORT_STS_TIMEOUT", default_value = "10s")]
     pub sts_timeout: String,
+    #[command(flatten)]
+    pub chain: ChainArgs,
+}
+
+/// Role chaining: after the web-identity exchange, `sts:AssumeRole` into a second role.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Role chaining")]
+pub struct ChainArgs {
+    /// Then assume this role (often in another account) with the first role's credentials,
+    /// and serve its credentials instead.
+    #[arg(long, env = "PASSPORT_CHAIN_ROLE_ARN")]
+    pub chain_role_arn: Option<String>,
+    /// Session length asked for the chained role, 900..3600 (STS caps chained sessions at 1 h).
+    #[arg(long, env = "PASSPORT_CHAIN_DURATION_SECONDS", default_value = "3600")]
+    pub chain_duration_seconds: String,
+    /// Session name for the chained role [default: the first hop's].
+    #[arg(long, env = "PASSPORT_CHAIN_SESSION_NAME")]
+    pub chain_session_name: Option<String>,
+    /// External id the chained role's trust policy asks for (visible in `ps`: prefer --external-id-file).
+    #[arg(
+        long,
+        env = "PASSPORT_EXTERNAL_ID",
+        conflicts_with = "external_id_file"
+    )]
+    pub external_id: Option<String>,
+    /// File holding the external id, re-read for every call (a mounted Secret).
+    #[arg(long, env = "PASSPORT_EXTERNAL_ID_FILE")]
+    pub external_id_file: Option<PathBuf>,
+    /// Session tag KEY=VALUE for the chained session (repeatable; needs sts:TagSession).
+    #[arg(
+        long = "session-tag",
+        env = "PASSPORT_SESSION_TAGS",
+        value_delimiter = ',',
+        value_name = "KEY=VALUE"
+    )]
+    pub session_tags: Vec<String>,
+    /// Tag key that stays with further chained sessions (repeatable; must be one of the tags).
+    #[arg(
+        long = "transitive-tag-key",
+        env = "PASSPORT_TRANSITIVE_TAG_KEYS",
+        value_delimiter = ',',
+        value_name = "KEY"
+    )]
+    pub transitive_tag_keys: Vec<String>,
+    /// Inline session policy (JSON file): the chained session gets the intersection.
+    #[arg(long, env = "PASSPORT_SESSION_POLICY_FILE")]
+    pub session_policy_file: Option<PathBuf>,
+    /// Managed session policy ARN (repeatable, up to 10).
+    #[arg(
+        long = "session-policy-arn",
+        env = "PASSPORT_SESSION_POLICY_ARNS",
+        value_delimiter = ',',
+        value_name = "ARN"
+    )]
+    pub session_policy_arns: Vec<String>,
+}
+
+impl ChainArgs {
+    /// `None` without --chain-role-arn (and then no chain-only flag may be set).
+    fn validate(
+        &self,
+        session_name: Option<&SessionName>,
+        problems: &mut ConfigErrors,
+    ) -> Option<Option<ChainSettings>> {
+        let Some(arn) = &self.chain_role_arn else {
+            let stray = [
+                ("--external-id", self.external_id.is_some()),
+                ("--external-id-file", self.external_id_file.is_some()),
+                ("--session-tag", !self.session_tags.is_empty()),
+                ("--transitive-tag-key", !self.transitive_tag_keys.is_empty()),
+                ("--session-policy-file", self.session_policy_file.is_some()),
+                ("--session-policy-arn", !self.session_policy_arns.is_empty()),
+                ("--chain-session-name", self.chain_session_name.is_some()),
+            ];
+            for (flag, set) in stray {
+                if set {
+                    problems.push(format!(
+                        "{flag} applies to the chained role: add --chain-role-arn"
+                    ));
+                }
+            }
+            return Some(None);
+        };
+        let role_arn = problems.check("--chain-role-arn", arn, arn.parse::<RoleArn>());
+        let duration = problems.parse(
+            "--chain-duration-seconds",
+            &self.chain_duration_seconds,
+            |raw| {
+                let n = args::number_in(raw, 900, 43_200)?;
+                if n > u64::from(MAX_CHAINED_SECONDS) {
+                    return Err("STS caps sessions assumed with another role's credentials (role chaining) at 3600 seconds".to_string());
+                }
+                Ok(n as u32)
+            },
+        );
+        let chain_name = match &self.chain_session_name {
+            Some(name) => problems.check("--chain-session-name", name, name.parse::<SessionName>()),
+            None => session_name.cloned(),
+        };
+        let external_id = match (&self.external_id, &self.external_id_file) {
+            (Some(value), _) => problems
+                .check("--external-id", "<redacted>", external_id_ok(value))
+                .map(|()| Some(ExternalId::Value(Secret::new(value.clone())))),
+            (None, Some(path)) => match std::fs::read_to_string(path) {
+                Ok(value) => problems
+                    .check(
+                        "--external-id-file",
+                        &path.display().to_string(),
+                        external_id_ok(value.trim_end()),
+                    )
+                    .map(|()| Some(ExternalId::File(path.clone()))),
+                Err(e) => {
+                    problems.push(format!("--external-id-file {}: {e}", path.display()));
+                    None
+                }
+            },
+            (None, None) => Some(None),
+        };
+        let mut tags = Vec::new();
+        for raw in &self.session_tags {
+            if let Some(tag) = problems.parse("--session-tag", raw, session_tag) {
+                tags.push(tag);
+            }
+        }
+        if tags.len() > 50 {
+            problems.push("--session-tag: STS accepts at most 50 session tags");
+        }
+        for key in &self.transitive_tag_keys {
+            if !tags.iter().any(|(k, _)| k == key) {
+                problems.push(format!(
+                    "--transitive-tag-key {key:?}: not one of the --session-tag keys"
+                ));
+            }
+        }
+        let policy = match &self.session_policy_file {
+            None => Some(None),
+            Some(path) => problems
+                .parse("--session-policy-file", &path.display().to_string(), |_| {
+                    session_policy(path)
+                })
+                .map(Some),
+        };
+        if self.session_policy_arns.len() > 10 {
+            problems.push("--session-policy-arn: STS accepts at most 10 managed session policies");
+        }
+        for arn in &self.session_policy_arns {
+            if !(arn.starts_with("arn:aws") && arn.contains(":iam::") && arn.contains(":policy/")) {
+                problems.push(format!(
+                    "--session-policy-arn {arn:?}: expected arn:aws:iam::ACCOUNT:policy/NAME"
+                ));
+            }
+        }
+        Some(Some(ChainSettings {
+            role_arn: role_arn?,
+            session_name: chain_name?,
+            duration_seconds: duration?,
+            external_id: external_id?,
+            tags,
+            transitive_tag_keys: self.transitive_tag_keys.clone(),
+            policy: policy?,
+            policy_arns: self.session_policy_arns.clone(),
+        }))
+    }
+}
+
+/// STS: 2 to 1224 characters of `[\w+=,.@:/-]`.
+fn external_id_ok(value: &str) -> Result<(), &'static str> {
+    let ok = (2..=1224).contains(&value.len())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err("an external id is 2 to 1224 characters of letters, digits and _+=,.@:/-")
+    }
+}
+
+/// `KEY=VALUE`: key 1..128, value 0..256 characters (STS's limits).
+fn session_tag(raw: &str) -> Result<(String, String), &'static str> {
+    let (key, value) = raw.split_once('=').ok_or("expected KEY=VALUE")?;
+    if key.is_empty() || key.len() > 128 || value.len() > 256 {
+        return Err("tag keys are 1 to 128 characters, values at most 256");
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+/// A JSON policy document, at most 2048 characters as STS requires.
+fn session_policy(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    serde_json::from_str::<serde_json::Value>(&text).map_err(|e| format!("not JSON: {e}"))?;
+    if text.len() > 2048 {
+        return Err(format!(
+            "{} characters; STS accepts at most 2048",
+            text.len()
+        ));
+    }
+    Ok(text)
 }
 
 /// Validated settings for talking to STS.
@@ -90,6 +290,7 @@ impl StsConfig {
             args::number_in(raw, 900, 43_200)
         });
         let timeout = problems.parse("--sts-timeout", &args.sts_timeout, args::duration);
+        let chain = args.chain.validate(session_name.as_ref(), problems);
         Some(StsConfig {
             refresh: RefreshSettings {
                 role_arn: role_arn?,
@@ -97,6 +298,7 @@ impl StsConfig {
                 duration_seconds: duration? as u32,
                 token_file: args.token_file.clone(),
                 attempt_timeout: timeout?,
+                chain: chain?,
             },
             sts: StsSettings {
                 region: region?,
@@ -185,5 +387,71 @@ mod tests {
         assert!(validate_endpoint("http://10.0.0.1").is_err());
         assert!(validate_endpoint("ftp://127.0.0.1").is_err());
         assert!(validate_endpoint("https://").is_err());
+    }
+
+    fn chain(extra: &[&str]) -> Result<StsConfig, ConfigErrors> {
+        use clap::Parser;
+        let mut argv = vec![
+            "passport",
+            "serve",
+            "--role-arn",
+            "arn:aws:iam::111122223333:role/app",
+        ];
+        argv.extend_from_slice(&["--region", "us-east-1", "--auth-token-file", "a"]);
+        argv.extend_from_slice(extra);
+        let cli = crate::cli::Cli::try_parse_from(argv).unwrap();
+        let crate::cli::Command::Serve(args) = cli.command else {
+            panic!()
+        };
+        let mut problems = ConfigErrors::default();
+        let config = StsConfig::from_args(&args.sts, &no_env, &mut problems);
+        problems.into_result().map(|()| config.unwrap())
+    }
+
+    #[test]
+    fn chain_flags_are_validated_together() {
+        const READER: &str = "arn:aws:iam::444455556666:role/reader";
+        let c = chain(&["--chain-role-arn", READER, "--session-tag", "team=payments"]).unwrap();
+        let hop2 = c.refresh.chain.as_ref().unwrap();
+        assert_eq!(hop2.role_arn.as_str(), READER);
+        assert_eq!(hop2.duration_seconds, 3600);
+        assert_eq!(c.refresh.served_role().as_str(), READER);
+        assert_eq!(
+            hop2.tags,
+            vec![("team".to_string(), "payments".to_string())]
+        );
+
+        let err = chain(&[
+            "--chain-role-arn",
+            READER,
+            "--chain-duration-seconds",
+            "7200",
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("role chaining) at 3600 seconds"),
+            "{err}"
+        );
+
+        let err = chain(&["--external-id", "abc", "--session-tag", "k=v"]).unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+        assert!(err.to_string().contains("add --chain-role-arn"), "{err}");
+
+        let err = chain(&[
+            "--chain-role-arn",
+            READER,
+            "--external-id",
+            "x",
+            "--session-tag",
+            "novalue",
+            "--transitive-tag-key",
+            "team",
+            "--session-policy-arn",
+            "arn:aws:s3:::bucket",
+        ])
+        .unwrap_err();
+        assert_eq!(err.0.len(), 4, "{err}");
+        // The external id is a shared secret: never echoed.
+        assert!(!err.to_string().contains("\"x\""), "{err}");
     }
 }

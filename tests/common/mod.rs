@@ -185,6 +185,7 @@ pub fn refresh_settings(token_file: PathBuf) -> RefreshSettings {
         duration_seconds: 3600,
         token_file,
         attempt_timeout: Duration::from_secs(10),
+        chain: None,
     }
 }
 
@@ -363,7 +364,10 @@ pub async fn http_raw_paused(addr: std::net::SocketAddr, head: Vec<u8>) -> Reply
 /// need the real aws-sdk-sts client on the other end.
 pub struct StsStub {
     pub url: String,
+    /// Request bodies, in order.
     pub requests: Arc<Mutex<Vec<String>>>,
+    /// The `Authorization` header of each request ("" for unsigned calls).
+    pub authorizations: Arc<Mutex<Vec<String>>>,
     pub script: Arc<Mutex<VecDeque<(u16, String)>>>,
 }
 
@@ -395,6 +399,24 @@ pub fn success_xml(
     )
 }
 
+/// An `AssumeRole` answer for `arn` (the chained role's assumed-role ARN).
+pub fn assume_role_xml(arn: &str, access_key_id: &str, expiration: &str) -> String {
+    format!(
+        r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleResult>
+    <AssumedRoleUser><Arn>{arn}</Arn><AssumedRoleId>AROACHAINED:s</AssumedRoleId></AssumedRoleUser>
+    <Credentials>
+      <SessionToken>chained-session-token</SessionToken>
+      <SecretAccessKey>chained-secret-access-key</SecretAccessKey>
+      <Expiration>{expiration}</Expiration>
+      <AccessKeyId>{access_key_id}</AccessKeyId>
+    </Credentials>
+  </AssumeRoleResult>
+  <ResponseMetadata><RequestId>r-2</RequestId></ResponseMetadata>
+</AssumeRoleResponse>"#
+    )
+}
+
 pub fn error_xml(code: &str, message: &str) -> String {
     format!(
         r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>r-1</RequestId></ErrorResponse>"#
@@ -406,17 +428,29 @@ impl StsStub {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let authorizations = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(VecDeque::new()));
         let (req_log, script_c) = (requests.clone(), script.clone());
+        let auth_log = authorizations.clone();
         tokio::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
-                let (req_log, script, default) =
-                    (req_log.clone(), script_c.clone(), default.clone());
+                let (req_log, script, default, auth_log) = (
+                    req_log.clone(),
+                    script_c.clone(),
+                    default.clone(),
+                    auth_log.clone(),
+                );
                 let service =
                     hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                         let (req_log, script, default) =
                             (req_log.clone(), script.clone(), default.clone());
+                        let authorization = req
+                            .headers()
+                            .get(AUTHORIZATION)
+                            .map(|v| v.to_str().unwrap_or("").to_owned())
+                            .unwrap_or_default();
+                        auth_log.lock().unwrap().push(authorization);
                         async move {
                             let body = req.into_body().collect().await.unwrap().to_bytes();
                             req_log
@@ -443,6 +477,7 @@ impl StsStub {
         Self {
             url,
             requests,
+            authorizations,
             script,
         }
     }
