@@ -1,18 +1,23 @@
-//! Role trust policies, evaluated the way IAM does for `sts:AssumeRoleWithWebIdentity`.
+//! Role trust policies, evaluated the way IAM does for `sts:AssumeRoleWithWebIdentity`
+//! (the pod's token) and for `sts:AssumeRole` by a role session (role chaining).
 //!
 //! One evaluator, shared by the STS emulator and `passport check`. What it models, each
 //! backed by a row of `tests/trust_cases/cases.json`:
 //!
 //! * `Statement` (one or a list), `Effect`, `Principal` (`"*"`, `{"AWS": "*"}`,
-//!   `{"Federated": ...}`), `Action`/`NotAction` (case-insensitive, `*`/`?`), explicit Deny
-//!   wins over Allow;
+//!   `{"Federated": ...}`, and for role chaining `{"AWS": ...}` naming a role ARN, an
+//!   account root or an account id), `Action`/`NotAction` (case-insensitive, `*`/`?`),
+//!   explicit Deny wins over Allow; `sts:TagSession` is required as well when session tags
+//!   are passed;
 //! * condition operators: the six `String…` operators (`…IgnoreCase`, `…Like` wildcards), the
 //!   six `Date…` and six `Numeric…` operators, `Null`, each with `…IfExists` (not `Null`) and
 //!   the `ForAnyValue:`/`ForAllValues:` set qualifiers;
 //! * condition keys of this call: `<provider>:sub`, `<provider>:aud`,
 //!   `cognito-identity.amazonaws.com:amr`, `accounts.google.com:oaud`, `sts:RoleSessionName`,
 //!   `sts:SourceIdentity`, `aws:SourceIdentity` (absent on this call), `aws:CurrentTime`,
-//!   `aws:EpochTime`, `aws:TokenIssueTime` (absent on this call).
+//!   `aws:EpochTime`, `aws:TokenIssueTime` (absent on this call); for `sts:AssumeRole`,
+//!   `sts:ExternalId`, `aws:PrincipalArn`, `aws:RequestTag/KEY`, `aws:TagKeys`,
+//!   `sts:TransitiveTagKeys`, `sts:RoleSessionName` and the time keys.
 //!
 //! Anything else IAM accepts but passport cannot evaluate offline (another key, operator or
 //! a policy variable) is refused when the policy is loaded, naming the statement, the key
@@ -27,6 +32,8 @@ use serde_json::Value;
 
 pub const ASSUME_ROLE_WITH_WEB_IDENTITY: &str = "sts:AssumeRoleWithWebIdentity";
 pub const SET_SOURCE_IDENTITY: &str = "sts:SetSourceIdentity";
+pub const ASSUME_ROLE: &str = "sts:AssumeRole";
+pub const TAG_SESSION: &str = "sts:TagSession";
 /// The token claim that carries the source identity.
 pub const SOURCE_IDENTITY_CLAIM: &str = "https://aws.amazon.com/source_identity";
 
@@ -108,8 +115,11 @@ impl fmt::Display for Effect {
 pub enum Principal {
     /// `"*"` or `{"AWS": "*"}`.
     Any,
-    /// `{"Federated": [...]}`; other principal types never match a web-identity caller.
+    /// `{"Federated": [...]}`: OIDC providers, for `AssumeRoleWithWebIdentity`.
     Federated(Vec<String>),
+    /// `{"AWS": [...]}`: role ARNs, account roots (`arn:aws:iam::ACCOUNT:root`) or account
+    /// ids, for `AssumeRole` (role chaining).
+    Aws(Vec<String>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,7 +337,7 @@ impl TrustPolicy {
             .filter(|s| s.effect == Effect::Allow)
             .flat_map(|s| match &s.principal {
                 Principal::Federated(v) => v.iter().map(String::as_str).collect::<Vec<_>>(),
-                Principal::Any => Vec::new(),
+                Principal::Any | Principal::Aws(_) => Vec::new(),
             })
             .collect()
     }
@@ -375,13 +385,24 @@ fn parse_statement(
     let principal = match obj.get("Principal") {
         Some(Value::String(s)) if s == "*" => Principal::Any,
         Some(Value::Object(p)) => {
-            if p.get("AWS").and_then(Value::as_str) == Some("*") {
+            let list = |key: &str| match p.get(key) {
+                Some(v) => string_or_list(v, &format!("Principal.{key}")),
+                None => Ok(Vec::new()),
+            };
+            let (federated, aws) = (list("Federated")?, list("AWS")?);
+            if aws.iter().any(|a| a == "*") {
                 Principal::Any
+            } else if !aws.is_empty() && !federated.is_empty() {
+                unmodelled.push(Unmodelled {
+                    statement: name.to_owned(),
+                    operator: None,
+                    key: None,
+                    why: "a statement naming both Federated and AWS principals is not modelled; write one statement for each".into(),
+                });
+                Principal::Federated(federated)
+            } else if !aws.is_empty() {
+                Principal::Aws(aws)
             } else {
-                let federated = match p.get("Federated") {
-                    Some(f) => string_or_list(f, "Principal.Federated")?,
-                    None => Vec::new(),
-                };
                 Principal::Federated(federated)
             }
         }
@@ -534,8 +555,18 @@ fn key_type(key: &str) -> Result<KeyType, String> {
         "aws:principalaccount" => {
             return Err("AWS does not document which account a web-identity caller belongs to before its role session exists".into());
         }
-        "sts:externalid" | "sts:tagsession" | "aws:principalarn" => {
-            return Err("a role-chaining key (sts:AssumeRole); not modelled for AssumeRoleWithWebIdentity yet".into());
+        // Role chaining (sts:AssumeRole): absent on AssumeRoleWithWebIdentity.
+        "sts:externalid" | "aws:principalarn" => return Ok(single),
+        "aws:tagkeys" | "sts:transitivetagkeys" => {
+            return Ok(KeyType::String { multivalued: true });
+        }
+        "sts:tagsession" => {
+            return Err(
+                "sts:TagSession is an action (allow it in Action), not a condition key".into(),
+            );
+        }
+        _ if lower.starts_with("aws:requesttag/") && lower.len() > "aws:requesttag/".len() => {
+            return Ok(single);
         }
         _ => {}
     }
@@ -544,7 +575,7 @@ fn key_type(key: &str) -> Result<KeyType, String> {
     };
     if prefix == "aws" || prefix == "sts" {
         return Err(format!(
-            "{key} is not modelled for AssumeRoleWithWebIdentity (passport models aws:CurrentTime, aws:EpochTime, aws:TokenIssueTime, aws:SourceIdentity, sts:RoleSessionName, sts:SourceIdentity)"
+            "{key} is not modelled (passport models aws:CurrentTime, aws:EpochTime, aws:TokenIssueTime, aws:SourceIdentity, sts:RoleSessionName, sts:SourceIdentity, and for role chaining sts:ExternalId, aws:PrincipalArn, aws:RequestTag/KEY, aws:TagKeys, sts:TransitiveTagKeys)"
         ));
     }
     match name {
@@ -786,6 +817,8 @@ pub struct WebIdentityCall {
 pub struct Request {
     /// `arn:aws:iam::ACCOUNT:oidc-provider/HOST/PATH` (or a built-in provider's name).
     pub federated_principal: String,
+    /// For `sts:AssumeRole`: the calling role's ARN (`arn:aws:iam::ACCOUNT:role/NAME`).
+    pub aws_principal: Option<String>,
     pub action: String,
     /// Context keys, lower-cased, to their values; dates as Unix seconds.
     pub context: BTreeMap<String, Vec<String>>,
@@ -828,10 +861,70 @@ impl Request {
         }
         Self {
             federated_principal: provider_arn(&call.account_id, &call.issuer),
+            aws_principal: None,
             action: action.into(),
             context,
         }
     }
+
+    /// The request IAM builds for `sts:AssumeRole` (or `sts:TagSession`) by a role session.
+    pub fn assume_role(call: &AssumeRoleCall, action: &str) -> Self {
+        let mut context = BTreeMap::new();
+        let mut put = |k: &str, v: Vec<String>| {
+            context.insert(k.to_lowercase(), v);
+        };
+        put("aws:PrincipalArn", vec![call.caller_role_arn.clone()]);
+        put("sts:RoleSessionName", vec![call.role_session_name.clone()]);
+        if let Some(id) = &call.external_id {
+            put("sts:ExternalId", vec![id.clone()]);
+        }
+        for (k, v) in &call.tags {
+            put(&format!("aws:RequestTag/{k}"), vec![v.clone()]);
+        }
+        if !call.tags.is_empty() {
+            put(
+                "aws:TagKeys",
+                call.tags.iter().map(|(k, _)| k.clone()).collect(),
+            );
+        }
+        if !call.transitive_tag_keys.is_empty() {
+            put("sts:TransitiveTagKeys", call.transitive_tag_keys.clone());
+        }
+        if let Some(now) = call.now {
+            let secs = now
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            put("aws:CurrentTime", vec![secs.to_string()]);
+            put("aws:EpochTime", vec![secs.to_string()]);
+        }
+        Self {
+            federated_principal: String::new(),
+            aws_principal: Some(call.caller_role_arn.clone()),
+            action: action.into(),
+            context,
+        }
+    }
+}
+
+/// What a role session presents in one `sts:AssumeRole` call (role chaining).
+#[derive(Debug, Clone, Default)]
+pub struct AssumeRoleCall {
+    /// The calling session's role: `arn:aws:iam::ACCOUNT:role/NAME`.
+    pub caller_role_arn: String,
+    pub role_session_name: String,
+    pub external_id: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub transitive_tag_keys: Vec<String>,
+    pub now: Option<SystemTime>,
+}
+
+/// Whether `entry` (a `Principal.AWS` value) names the role `caller_role_arn`: the role's
+/// ARN itself, its account's root, or its account id.
+fn aws_principal_matches(entry: &str, caller_role_arn: &str) -> bool {
+    let account = caller_role_arn.split(':').nth(4).unwrap_or_default();
+    entry == caller_role_arn
+        || entry == format!("arn:aws:iam::{account}:root")
+        || (entry.len() == 12 && entry == account)
 }
 
 /// The element of a statement that did not match.
@@ -1006,8 +1099,20 @@ fn clause_holds(c: &ConditionClause, actual: Option<&Vec<String>>) -> bool {
 fn check_statement(s: &Statement, req: &Request) -> Option<Mismatch> {
     match &s.principal {
         Principal::Any => {}
+        Principal::Aws(entries) => {
+            let caller = req.aws_principal.as_deref().unwrap_or_default();
+            if !entries.iter().any(|e| aws_principal_matches(e, caller)) {
+                return Some(Mismatch {
+                    element: Element::Principal,
+                    key: None,
+                    operator: None,
+                    expected: entries.clone(),
+                    actual: vec![caller.to_owned()],
+                });
+            }
+        }
         Principal::Federated(arns) => {
-            if !arns.iter().any(|a| a == &req.federated_principal) {
+            if req.aws_principal.is_some() || !arns.iter().any(|a| a == &req.federated_principal) {
                 return Some(Mismatch {
                     element: Element::Principal,
                     key: None,
@@ -1096,6 +1201,17 @@ pub fn evaluate_web_identity(policy: &TrustPolicy, call: &WebIdentityCall) -> De
     }
     let set = evaluate(policy, &Request::web_identity(call, SET_SOURCE_IDENTITY));
     if set.allowed() { assume } else { set }
+}
+
+/// The whole decision for one `sts:AssumeRole` call: `sts:AssumeRole`, and
+/// `sts:TagSession` too when session tags are passed.
+pub fn evaluate_assume_role(policy: &TrustPolicy, call: &AssumeRoleCall) -> Decision {
+    let assume = evaluate(policy, &Request::assume_role(call, ASSUME_ROLE));
+    if !assume.allowed() || call.tags.is_empty() {
+        return assume;
+    }
+    let tag = evaluate(policy, &Request::assume_role(call, TAG_SESSION));
+    if tag.allowed() { assume } else { tag }
 }
 
 /// What STS answers to one `AssumeRoleWithWebIdentity` call.

@@ -188,6 +188,9 @@ fn generated_policy(env: &Env, namespace: &str, service_account: &str) -> std::p
             namespace: Some(namespace.into()),
             service_account: Some(service_account.into()),
             audience: "sts.amazonaws.com".into(),
+            for_role: None,
+            external_id: None,
+            allow_session_tags: false,
         },
     )
     .unwrap();

@@ -574,3 +574,183 @@ async fn an_issuer_url_with_a_trailing_slash_is_kept_exactly() {
     assert_eq!(doc["issuer"], "https://auth.example.com/");
     emu.shutdown().await;
 }
+
+/// The role chaining target: a role in account 444455556666 that trusts the `app` role of
+/// the emulated account, with an external id, and allows session tags.
+fn reader_role(principal: &str) -> RoleConfig {
+    RoleConfig::new(
+        "444455556666:reader",
+        json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"AWS": principal},
+                "Action": ["sts:AssumeRole", "sts:TagSession"],
+                "Condition": {"StringEquals": {"sts:ExternalId": "shared-secret-id"}}
+            }, {
+                "Effect": "Deny",
+                "Principal": {"AWS": "*"},
+                "Action": "sts:TagSession",
+                "Condition": {"StringEquals": {"aws:RequestTag/env": "prod"}}
+            }]
+        })
+        .to_string(),
+    )
+}
+
+/// Web identity into `app`, then AssumeRole into `reader` in another account, both through
+/// passport's own sources; the emulator verifies the second call's SigV4 signature with the
+/// first hop's secret, evaluates the other account's trust policy, and GetCallerIdentity
+/// with the chained keys names the chained role.
+#[tokio::test]
+async fn role_chaining_into_another_account() {
+    use passport_core::chain::{ChainSettings, ChainedSource, ExternalId};
+    use std::sync::Arc;
+
+    for principal in [
+        "arn:aws:iam::111122223333:role/app",
+        "arn:aws:iam::111122223333:root",
+        "111122223333",
+    ] {
+        let emu = start(vec![app_role(), reader_role(principal)], vec![]).await;
+        let token = emu.mint(&MintRequest::new("prod", "app")).unwrap();
+        let sts = Arc::new(StsSource::new(&StsSettings {
+            region: "us-east-1".parse().unwrap(),
+            endpoint: Some(emu.sts_url()),
+            connect_timeout: Duration::from_secs(2),
+            attempt_timeout: Duration::from_secs(5),
+        }));
+        let chain = |external_id: &str, tags: Vec<(String, String)>, duration| ChainSettings {
+            role_arn: emu.role_arn("444455556666:reader").parse().unwrap(),
+            session_name: "chained".parse().unwrap(),
+            duration_seconds: duration,
+            external_id: Some(ExternalId::Value(Secret::new(external_id))),
+            tags,
+            transitive_tag_keys: vec![],
+            policy: None,
+            policy_arns: vec![],
+        };
+        let request = AssumeRoleRequest {
+            role_arn: emu.role_arn("app").parse().unwrap(),
+            session_name: "first".parse().unwrap(),
+            web_identity_token: Secret::new(token),
+            duration_seconds: 3600,
+        };
+        let run = |settings: ChainSettings| {
+            let source = ChainedSource::new(
+                sts.clone(),
+                sts.clone(),
+                settings,
+                Arc::new(passport_core::clock::SystemClock),
+            );
+            let request = request.clone();
+            async move { source.assume_role(&request).await }
+        };
+
+        let team = vec![("team".to_string(), "payments".to_string())];
+        let creds = run(chain("shared-secret-id", team, 3600)).await.unwrap();
+        assert_eq!(
+            creds.assumed_role_arn.as_deref(),
+            Some("arn:aws:sts::444455556666:assumed-role/reader/chained")
+        );
+        let vended = Credentials::new(
+            &creds.access_key_id,
+            creds.secret_access_key.expose(),
+            Some(creds.session_token.expose().to_owned()),
+            None,
+            "test",
+        );
+        let me = client(&emu, Some(vended))
+            .get_caller_identity()
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            me.arn(),
+            Some("arn:aws:sts::444455556666:assumed-role/reader/chained")
+        );
+        assert_eq!(me.account(), Some("444455556666"));
+
+        // The other account's trust policy refuses: a wrong external id, or a tag its Deny
+        // statement forbids (sts:TagSession). The message says which hop and whose policy.
+        let prod = vec![("env".to_string(), "prod".to_string())];
+        for (settings, action) in [
+            (chain("wrong-id", vec![], 3600), "sts:AssumeRole"),
+            (chain("shared-secret-id", prod, 3600), "sts:TagSession"),
+        ] {
+            let err = run(settings).await.unwrap_err();
+            assert_eq!(
+                (err.code.as_str(), err.class),
+                ("AccessDenied", ErrorClass::Permanent)
+            );
+            for needle in [
+                "hop 2, AssumeRole into arn:aws:iam::444455556666:role/reader",
+                &format!(
+                    "User: arn:aws:sts::111122223333:assumed-role/app/first is not authorized to perform: {action} on resource: arn:aws:iam::444455556666:role/reader"
+                ),
+                "the trust policy of arn:aws:iam::444455556666:role/reader (account 444455556666)",
+            ] {
+                assert!(
+                    err.message.contains(needle),
+                    "{needle}\n in {}",
+                    err.message
+                );
+            }
+            assert!(!err.message.contains("shared-secret-id"));
+        }
+        emu.shutdown().await;
+    }
+}
+
+/// STS's one-hour cap on chained sessions, and AssumeRole without a signature.
+#[tokio::test]
+async fn chained_sessions_are_capped_at_one_hour_and_must_be_signed() {
+    let emu = start(vec![app_role(), reader_role("111122223333")], vec![]).await;
+    let token = emu.mint(&MintRequest::new("prod", "app")).unwrap();
+    let out = assume(&emu, "app", &token, "first", None).await.unwrap();
+    let c = out.credentials().unwrap();
+    let vended = Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_owned()),
+        None,
+        "test",
+    );
+    let call = |client: aws_sdk_sts::Client, duration| async move {
+        client
+            .assume_role()
+            .role_arn("arn:aws:iam::444455556666:role/reader")
+            .role_session_name("chained")
+            .external_id("shared-secret-id")
+            .duration_seconds(duration)
+            .send()
+            .await
+            .map_err(code_of)
+    };
+    let err = call(client(&emu, Some(vended.clone())), 7200)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        (
+            "ValidationError".into(),
+            passport::emulator::sts_server::CHAINED_DURATION.into(),
+            400
+        )
+    );
+    assert!(call(client(&emu, Some(vended)), 3600).await.is_ok());
+    // Unsigned (no credentials at all): the SDK refuses to send, or STS refuses it.
+    let (status, unsigned) = http(
+        &emu,
+        "POST",
+        "/",
+        "Action=AssumeRole&Version=2011-06-15&RoleArn=arn:aws:iam::444455556666:role/reader&RoleSessionName=x1",
+    )
+    .await;
+    assert_eq!(status, 403, "{unsigned}");
+    assert!(
+        unsigned.contains("MissingAuthenticationToken"),
+        "{unsigned}"
+    );
+    emu.shutdown().await;
+}

@@ -33,7 +33,8 @@ pub struct EmulatorArgs {
     /// the key is ephemeral.
     #[arg(long, env = "PASSPORT_EMULATOR_SIGNING_KEY", value_name = "PEM")]
     pub signing_key: Option<PathBuf>,
-    /// A role: NAME=TRUST-POLICY.json (repeatable). `{{issuer_host}}`, `{{provider_arn}}`
+    /// A role: NAME=TRUST-POLICY.json, or ACCOUNT:NAME=... for a role in another account
+    /// (a role-chaining target) (repeatable). `{{issuer_host}}`, `{{provider_arn}}`
     /// and `{{account_id}}` in the file are replaced.
     #[arg(long = "role", value_name = "NAME=POLICY.json")]
     pub roles: Vec<String>,

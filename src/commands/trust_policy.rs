@@ -1,6 +1,7 @@
 //! Role trust policies for IRSA: `passport trust-policy` writes the one that lets exactly
-//! one service account assume a role, and `passport check --trust-policy` explains, with
-//! the emulator's evaluator, whether a given token would be accepted and what refuses it.
+//! one service account assume a role (or, with `--for-role`, the one that lets that role
+//! chain into a second role), and `passport check --trust-policy` explains, with the
+//! emulator's evaluator, whether a given token would be accepted and what refuses it.
 
 use serde_json::json;
 
@@ -27,6 +28,16 @@ pub struct TrustPolicyArgs {
     /// Token audience STS should require.
     #[arg(long, default_value = "sts.amazonaws.com")]
     pub audience: String,
+    /// Instead: the trust policy of a second role (role chaining) that lets this first
+    /// role, the one the pod's token assumes, call sts:AssumeRole on it.
+    #[arg(long, value_name = "FIRST_ROLE_ARN", conflicts_with_all = ["issuer", "oidc_provider_arn", "account_id", "namespace", "service_account"])]
+    pub for_role: Option<String>,
+    /// With --for-role: require this external id (sts:ExternalId).
+    #[arg(long, requires = "for_role")]
+    pub external_id: Option<String>,
+    /// With --for-role: also allow session tags (sts:TagSession).
+    #[arg(long, requires = "for_role")]
+    pub allow_session_tags: bool,
 }
 
 /// `passport trust-policy`: print the policy, or every problem with the flags (exit 64).
@@ -42,6 +53,9 @@ pub fn main(args: &TrustPolicyArgs) -> std::process::ExitCode {
 
 /// The trust policy JSON, or every problem with the arguments.
 pub fn render(args: &TrustPolicyArgs) -> Result<String, ConfigErrors> {
+    if let Some(first) = &args.for_role {
+        return chained_role_policy(first, args);
+    }
     let mut problems = Vec::new();
     let provider_arn = match (&args.issuer, &args.oidc_provider_arn, &args.account_id) {
         (_, Some(arn), _) => {
@@ -124,6 +138,36 @@ pub fn render(args: &TrustPolicyArgs) -> Result<String, ConfigErrors> {
     Ok(serde_json::to_string_pretty(&policy).expect("JSON renders") + "\n")
 }
 
+/// The second hop's trust policy: the first role may assume it (and tag the session).
+fn chained_role_policy(first: &str, args: &TrustPolicyArgs) -> Result<String, ConfigErrors> {
+    let mut problems = ConfigErrors::default();
+    problems.check(
+        "--for-role",
+        first,
+        first.parse::<passport_core::aws::RoleArn>(),
+    );
+    if let Some(id) = &args.external_id
+        && !(2..=1224).contains(&id.len())
+    {
+        problems.push("--external-id: STS accepts 2 to 1224 characters");
+    }
+    problems.into_result()?;
+    let mut actions = vec!["sts:AssumeRole"];
+    if args.allow_session_tags {
+        actions.push("sts:TagSession");
+    }
+    let mut statement = json!({
+        "Effect": "Allow",
+        "Principal": { "AWS": first },
+        "Action": actions,
+    });
+    if let Some(id) = &args.external_id {
+        statement["Condition"] = json!({ "StringEquals": { "sts:ExternalId": id } });
+    }
+    let policy = json!({ "Version": "2012-10-17", "Statement": [statement] });
+    Ok(serde_json::to_string_pretty(&policy).expect("JSON renders") + "\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,7 +180,40 @@ mod tests {
             namespace: Some("payments".into()),
             service_account: Some("api".into()),
             audience: "sts.amazonaws.com".into(),
+            for_role: None,
+            external_id: None,
+            allow_session_tags: false,
         }
+    }
+
+    #[test]
+    fn second_hop_policy_trusts_the_first_role_and_parses_in_the_evaluator() {
+        let a = TrustPolicyArgs {
+            for_role: Some("arn:aws:iam::111122223333:role/app".into()),
+            external_id: Some("shared-secret-id".into()),
+            allow_session_tags: true,
+            ..args()
+        };
+        let text = render(&a).unwrap();
+        let policy = crate::trust_policy::TrustPolicy::parse(&text).unwrap();
+        let call = crate::trust_policy::AssumeRoleCall {
+            caller_role_arn: "arn:aws:iam::111122223333:role/app".into(),
+            role_session_name: "s1".into(),
+            external_id: Some("shared-secret-id".into()),
+            tags: vec![("team".into(), "a".into())],
+            ..Default::default()
+        };
+        assert!(crate::trust_policy::evaluate_assume_role(&policy, &call).allowed());
+        let other = crate::trust_policy::AssumeRoleCall {
+            caller_role_arn: "arn:aws:iam::111122223333:role/other".into(),
+            ..call.clone()
+        };
+        assert!(!crate::trust_policy::evaluate_assume_role(&policy, &other).allowed());
+        let bad = TrustPolicyArgs {
+            for_role: Some("arn:aws:iam::1:role/x".into()),
+            ..a
+        };
+        assert!(render(&bad).is_err());
     }
 
     #[test]
@@ -191,7 +268,7 @@ mod tests {
             account_id: Some("12".into()),
             namespace: Some("Bad_NS".into()),
             service_account: None,
-            audience: "sts.amazonaws.com".into(),
+            ..args()
         };
         assert_eq!(render(&bad).unwrap_err().0.len(), 4);
     }

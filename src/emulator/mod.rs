@@ -51,6 +51,8 @@ pub const DEFAULT_ROLE: &str = "passport-demo";
 /// (its port is only known once bound).
 #[derive(Debug, Clone)]
 pub struct RoleConfig {
+    /// `NAME`, in the emulated account, or `ACCOUNT:NAME` for a role in another account
+    /// (the target of role chaining).
     pub name: String,
     pub policy: String,
     /// Seconds; IAM allows 3600..=43200. Default 3600.
@@ -207,8 +209,9 @@ impl Emulator {
         let mut roles = HashMap::new();
         if config.default_role {
             roles.insert(
-                DEFAULT_ROLE.to_owned(),
+                sts_server::role_key(&config.account_id, DEFAULT_ROLE),
                 Role {
+                    account_id: config.account_id.clone(),
                     name: DEFAULT_ROLE.into(),
                     policy: TrustPolicy::any_service_account(&provider_arn),
                     max_session_duration: 43_200,
@@ -230,13 +233,24 @@ impl Emulator {
                 .replace("{{account_id}}", &config.account_id);
             let policy = TrustPolicy::parse(&text)
                 .map_err(|e| EmulatorError::Config(format!("role {}: {e}", rc.name)))?;
+            let (account, name) = match rc.name.split_once(':') {
+                Some((account, name)) => (account.to_owned(), name.to_owned()),
+                None => (config.account_id.clone(), rc.name.clone()),
+            };
+            if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(EmulatorError::Config(format!(
+                    "role {}: the account must be 12 digits",
+                    rc.name
+                )));
+            }
             roles.insert(
-                rc.name.clone(),
+                sts_server::role_key(&account, &name),
                 Role {
-                    name: rc.name.clone(),
+                    role_id: sts_server::role_id_for(&account, &name),
+                    account_id: account,
+                    name,
                     policy,
                     max_session_duration: rc.max_session_duration,
-                    role_id: sts_server::role_id_for(&config.account_id, &rc.name),
                 },
             );
         }
@@ -289,8 +303,12 @@ impl Emulator {
         &self.state.account_id
     }
 
+    /// The ARN of role `NAME` in the emulated account, or of `ACCOUNT:NAME`.
     pub fn role_arn(&self, role: &str) -> String {
-        format!("arn:aws:iam::{}:role/{role}", self.state.account_id)
+        match role.split_once(':') {
+            Some((account, name)) => format!("arn:aws:iam::{account}:role/{name}"),
+            None => format!("arn:aws:iam::{}:role/{role}", self.state.account_id),
+        }
     }
 
     /// `arn:aws:iam::ACCOUNT:oidc-provider/HOST` of the built-in issuer.

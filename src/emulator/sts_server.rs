@@ -1,7 +1,8 @@
 //! The HTTP side of the emulator: STS Query API, the OIDC issuer documents, the fault API.
 //!
 //! Routes (one port):
-//! * `POST /` or `GET /?Action=...`: STS (`AssumeRoleWithWebIdentity`, `GetCallerIdentity`);
+//! * `POST /` or `GET /?Action=...`: STS (`AssumeRoleWithWebIdentity`, `AssumeRole` for
+//!   role chaining, `GetCallerIdentity`);
 //! * `GET /.well-known/openid-configuration`, `GET /keys`: the built-in issuer;
 //! * `GET|POST|DELETE /_passport/faults`: fault injection (see `faults`).
 
@@ -31,6 +32,7 @@ const MAX_BODY: usize = 64 * 1024;
 /// A role as IAM holds it.
 #[derive(Debug, Clone)]
 pub struct Role {
+    pub account_id: String,
     pub name: String,
     pub policy: TrustPolicy,
     /// Seconds, 3600..=43200.
@@ -52,9 +54,24 @@ pub struct Provider {
 struct Session {
     secret: Secret,
     session_token: Secret,
+    /// `arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION`.
     arn: String,
     user_id: String,
+    account_id: String,
     expires: SystemTime,
+}
+
+impl Session {
+    /// The role a session belongs to: `arn:aws:iam::ACCOUNT:role/NAME`.
+    fn role_arn(&self) -> String {
+        let name = self.arn.split('/').nth(1).unwrap_or_default();
+        format!("arn:aws:iam::{}:role/{name}", self.account_id)
+    }
+}
+
+/// The key of a role in `State::roles`.
+pub fn role_key(account_id: &str, name: &str) -> String {
+    format!("{account_id}:{name}")
 }
 
 pub(crate) struct State {
@@ -259,6 +276,7 @@ async fn sts(state: &State, parts: &hyper::http::request::Parts, body: &Bytes) -
             }
         }
         "GetCallerIdentity" => get_caller_identity(state, parts, body),
+        "AssumeRole" => assume_role(state, parts, body, &params),
         "" => Err(StsError::new(
             400,
             "MissingAction",
@@ -532,14 +550,13 @@ fn assume_role_with_web_identity(
     let denied = || StsError::new(403, "AccessDenied", NOT_AUTHORIZED);
     let role = state
         .roles
-        .get(role_name)
-        .filter(|_| account == state.account_id)
+        .get(&role_key(account, role_name))
         .ok_or_else(|| {
             tracing::info!(role_arn, "no such role in the emulated account");
             denied()
         })?;
     let call = trust_policy::WebIdentityCall {
-        account_id: state.account_id.clone(),
+        account_id: role.account_id.clone(),
         issuer: verified.issuer.clone(),
         sub: verified.sub.clone(),
         aud: Some(verified.matched_aud.clone()),
@@ -558,6 +575,31 @@ fn assume_role_with_web_identity(
         return Err(StsError::new(400, "ValidationError", DURATION_EXCEEDS_MAX));
     }
 
+    let issued = issue_session(state, role, session, duration);
+    let provider = trust_policy::provider_arn(&role.account_id, &verified.issuer);
+    Ok(format!(
+        "{}    <SubjectFromWebIdentityToken>{}</SubjectFromWebIdentityToken>\n{}    <Provider>{}</Provider>\n    <Audience>{}</Audience>\n{}",
+        issued.credentials_xml,
+        xml_escape(&verified.sub),
+        issued.user_xml,
+        xml_escape(&provider),
+        xml_escape(&verified.matched_aud),
+        verified
+            .source_identity
+            .as_deref()
+            .map(|si| format!("    <SourceIdentity>{}</SourceIdentity>\n", xml_escape(si)))
+            .unwrap_or_default(),
+    ))
+}
+
+/// The `<Credentials>` and `<AssumedRoleUser>` elements of a new session.
+struct Issued {
+    credentials_xml: String,
+    user_xml: String,
+}
+
+/// Mint keys for a session of `role`, remember them (for SigV4 checks) and render them.
+fn issue_session(state: &State, role: &Role, session: &str, duration: u32) -> Issued {
     let now = state.clock.wall();
     let expires = now + Duration::from_secs(u64::from(duration));
     let akid = format!(
@@ -578,24 +620,18 @@ fn assume_role_with_web_identity(
     let user_id = format!("{}:{session}", role.role_id);
     let arn = format!(
         "arn:aws:sts::{}:assumed-role/{}/{session}",
-        state.account_id, role.name
+        role.account_id, role.name
     );
-    let provider = trust_policy::provider_arn(&state.account_id, &verified.issuer);
-    let xml = format!(
-        "    <Credentials>\n      <AccessKeyId>{akid}</AccessKeyId>\n      <SecretAccessKey>{}</SecretAccessKey>\n      <SessionToken>{}</SessionToken>\n      <Expiration>{}</Expiration>\n    </Credentials>\n    <SubjectFromWebIdentityToken>{}</SubjectFromWebIdentityToken>\n    <AssumedRoleUser>\n      <AssumedRoleId>{}</AssumedRoleId>\n      <Arn>{}</Arn>\n    </AssumedRoleUser>\n    <Provider>{}</Provider>\n    <Audience>{}</Audience>\n{}",
+    let credentials_xml = format!(
+        "    <Credentials>\n      <AccessKeyId>{akid}</AccessKeyId>\n      <SecretAccessKey>{}</SecretAccessKey>\n      <SessionToken>{}</SessionToken>\n      <Expiration>{}</Expiration>\n    </Credentials>\n",
         xml_escape(&secret),
         xml_escape(&session_token),
         format_rfc3339_seconds(expires),
-        xml_escape(&verified.sub),
+    );
+    let user_xml = format!(
+        "    <AssumedRoleUser>\n      <AssumedRoleId>{}</AssumedRoleId>\n      <Arn>{}</Arn>\n    </AssumedRoleUser>\n",
         xml_escape(&user_id),
         xml_escape(&arn),
-        xml_escape(&provider),
-        xml_escape(&verified.matched_aud),
-        verified
-            .source_identity
-            .as_deref()
-            .map(|si| format!("    <SourceIdentity>{}</SourceIdentity>\n", xml_escape(si)))
-            .unwrap_or_default(),
     );
     let mut sessions = state.sessions.lock().unwrap();
     if sessions.len() >= state.max_sessions {
@@ -618,17 +654,23 @@ fn assume_role_with_web_identity(
             session_token: Secret::new(session_token),
             arn,
             user_id,
+            account_id: role.account_id.clone(),
             expires,
         },
     );
-    Ok(xml)
+    Issued {
+        credentials_xml,
+        user_xml,
+    }
 }
 
-fn get_caller_identity(
+/// The session whose keys signed this request: SigV4 verified with its secret, its
+/// session token checked, not expired.
+fn authenticate(
     state: &State,
     parts: &hyper::http::request::Parts,
     body: &[u8],
-) -> Result<String, StsError> {
+) -> Result<Session, StsError> {
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
@@ -699,13 +741,138 @@ fn get_caller_identity(
         sigv4::VerifyError::Malformed(m) => StsError::new(400, "IncompleteSignature", m),
         other => StsError::new(403, "SignatureDoesNotMatch", other.to_string()),
     })?;
+    Ok(session)
+}
+
+fn get_caller_identity(
+    state: &State,
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+) -> Result<String, StsError> {
+    let session = authenticate(state, parts, body)?;
     Ok(format!(
         "    <Arn>{}</Arn>\n    <UserId>{}</UserId>\n    <Account>{}</Account>\n",
         xml_escape(&session.arn),
         xml_escape(&session.user_id),
-        xml_escape(&state.account_id)
+        xml_escape(&session.account_id)
     ))
 }
+
+/// `sts:AssumeRole` by a role session (role chaining): SigV4 verified against the caller's
+/// keys, the target role's trust policy evaluated with `Principal.AWS`, `sts:ExternalId`
+/// and `sts:TagSession`, and STS's one-hour cap on chained sessions.
+fn assume_role(
+    state: &State,
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+    params: &HashMap<String, String>,
+) -> Result<String, StsError> {
+    let caller = authenticate(state, parts, body)?;
+    let get = |k: &str| params.get(k).map(String::as_str);
+    let mut problems = Vec::new();
+    let role_arn = get("RoleArn").unwrap_or_default();
+    if role_arn.len() < 20 {
+        problems.push(format!("Value '{role_arn}' at 'roleArn' failed to satisfy constraint: Member must have length greater than or equal to 20"));
+    }
+    let session = get("RoleSessionName").unwrap_or_default();
+    problems.extend(validate_session_name(session));
+    let duration = validate_duration(get("DurationSeconds")).unwrap_or_else(|p| {
+        problems.extend(p);
+        0
+    });
+    let external_id = get("ExternalId").map(str::to_owned);
+    if let Some(id) = &external_id
+        && !(2..=1224).contains(&id.len())
+    {
+        problems.push("Value at 'externalId' failed to satisfy constraint: Member must have length between 2 and 1224".into());
+    }
+    let mut tags = Vec::new();
+    for n in 1.. {
+        let (Some(k), v) = (
+            get(&format!("Tags.member.{n}.Key")),
+            get(&format!("Tags.member.{n}.Value")),
+        ) else {
+            break;
+        };
+        tags.push((k.to_owned(), v.unwrap_or_default().to_owned()));
+    }
+    let transitive: Vec<String> = (1..)
+        .map_while(|n| get(&format!("TransitiveTagKeys.member.{n}")).map(str::to_owned))
+        .collect();
+    let policy = get("Policy").map(str::to_owned);
+    if !problems.is_empty() {
+        return Err(validation_error(problems));
+    }
+    if let Some(p) = &policy
+        && serde_json::from_str::<serde_json::Value>(p).is_err()
+    {
+        return Err(StsError::new(
+            400,
+            "MalformedPolicyDocument",
+            "The policy is not in the valid JSON format.",
+        ));
+    }
+    // Every caller here is a role session, so every AssumeRole is role chaining.
+    if duration > 3600 {
+        return Err(StsError::new(400, "ValidationError", CHAINED_DURATION));
+    }
+    let (account, role_name) = parse_role_arn(role_arn)
+        .ok_or_else(|| StsError::new(400, "ValidationError", "Request ARN is invalid"))?;
+    let denied = |action: &str| {
+        StsError::new(
+            403,
+            "AccessDenied",
+            format!(
+                "User: {} is not authorized to perform: {action} on resource: {role_arn}",
+                caller.arn
+            ),
+        )
+    };
+    let role = state
+        .roles
+        .get(&role_key(account, role_name))
+        .ok_or_else(|| denied(trust_policy::ASSUME_ROLE))?;
+    let call = trust_policy::AssumeRoleCall {
+        caller_role_arn: caller.role_arn(),
+        role_session_name: session.to_owned(),
+        external_id,
+        tags: tags.clone(),
+        transitive_tag_keys: transitive,
+        now: Some(state.clock.wall()),
+    };
+    let decision = trust_policy::evaluate_assume_role(&role.policy, &call);
+    if !decision.allowed() {
+        tracing::info!(role = %role.name, caller = %caller.arn, explanation = %decision.explain(), "trust policy refused AssumeRole");
+        return Err(denied(&decision.action));
+    }
+    if duration > role.max_session_duration {
+        return Err(StsError::new(400, "ValidationError", DURATION_EXCEEDS_MAX));
+    }
+    let packed = (!tags.is_empty() || policy.is_some()).then(|| {
+        // STS reports how much of the packed-policy budget tags and policies use; a
+        // plausible, bounded percentage is what clients read.
+        let size = tags.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            + policy.as_ref().map_or(0, String::len);
+        (size * 100 / 2048).clamp(1, 100)
+    });
+    let issued = issue_session(state, role, session, duration);
+    // The emulator grants no permissions, so a session policy (the intersection of the
+    // role's policies and this one) changes nothing it could show; it is only logged.
+    tracing::info!(role = %role.name, caller = %caller.arn,
+        tag_keys = ?tags.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        session_policy = policy.is_some(), "chained session issued");
+    Ok(format!(
+        "{}{}{}",
+        issued.credentials_xml,
+        issued.user_xml,
+        packed
+            .map(|p| format!("    <PackedPolicySize>{p}</PackedPolicySize>\n"))
+            .unwrap_or_default()
+    ))
+}
+
+/// STS's answer to a chained session asked for more than an hour.
+pub const CHAINED_DURATION: &str = "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.";
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,108 @@
+"""Role chaining with real clients: `passport serve --chain-role-arn` against the emulator.
+
+passport exchanges the minted token for the emulator's `passport-demo` role (account
+111122223333), then calls AssumeRole into `reader` in account 444455556666, whose trust
+policy `passport trust-policy --for-role` rendered (Principal.AWS the first role, an
+external id, sts:TagSession). boto3 and the AWS CLI, given only the container endpoint,
+must get the chained session: the emulator's GetCallerIdentity, which verifies their SigV4
+signatures, names the chained role.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import boto3
+import pytest
+
+from conftest import (
+    EMULATOR_ROLE_ARN,
+    REGION,
+    SESSION_NAME,
+    passport_bin,
+    start_emulator,
+    start_ready_passport,
+    stop_emulator,
+    stop_passport,
+    use_env,
+    with_container_endpoint,
+)
+
+CHAINED_ROLE_ARN = "arn:aws:iam::444455556666:role/reader"
+CHAINED_ARN = f"arn:aws:sts::444455556666:assumed-role/reader/{SESSION_NAME}"
+EXTERNAL_ID = "shared-secret-id"
+
+
+@pytest.fixture(scope="module")
+def chained(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("chain")
+    policy = subprocess.run(
+        [
+            str(passport_bin()),
+            "trust-policy",
+            "--for-role",
+            EMULATOR_ROLE_ARN,
+            "--external-id",
+            EXTERNAL_ID,
+            "--allow-session-tags",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    (workdir / "reader.json").write_text(policy)
+    emulator = start_emulator(workdir, "--role", f"444455556666:reader={workdir / 'reader.json'}")
+    token = workdir / "token"
+    emulator.mint(token, namespace="clients", service_account="app")
+    (workdir / "external-id").write_text(EXTERNAL_ID + "\n")
+    server = start_ready_passport(
+        emulator,
+        token,
+        workdir,
+        "--chain-role-arn",
+        CHAINED_ROLE_ARN,
+        "--external-id-file",
+        str(workdir / "external-id"),
+        "--session-tag",
+        "team=payments",
+        role_arn=EMULATOR_ROLE_ARN,
+    )
+    yield emulator, server
+    stop_passport(server)
+    stop_emulator(emulator)
+
+
+def test_boto3_gets_the_chained_role(chained, client_env, monkeypatch):
+    emulator, server = chained
+    use_env(monkeypatch, with_container_endpoint(client_env, server))
+    session = boto3.Session()
+    assert session.get_credentials().method == "container-role"
+    identity = session.client("sts", endpoint_url=emulator.url).get_caller_identity()
+    assert identity["Arn"] == CHAINED_ARN
+    assert identity["Account"] == "444455556666"
+    assert server.served()["RoleArn"] == CHAINED_ROLE_ARN
+
+
+def test_aws_cli_gets_the_chained_role(chained, client_env):
+    emulator, server = chained
+    env = with_container_endpoint(client_env, server)
+    env["AWS_DEFAULT_REGION"] = REGION
+    done = subprocess.run(
+        ["aws", "sts", "get-caller-identity", "--endpoint-url", emulator.url, "--output", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["Arn"] == CHAINED_ARN
+
+
+def test_the_external_id_never_reaches_the_log(chained):
+    _, server = chained
+    log = server.log.read_text(errors="replace")
+    assert "refreshed credentials" in log
+    assert EXTERNAL_ID not in log
