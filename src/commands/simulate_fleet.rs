@@ -51,6 +51,9 @@ pub struct FleetConfig {
     /// STS fails every call in `[start, start + duration)`.
     pub outage: Option<(Duration, Duration)>,
     pub seed: u64,
+    /// Role chaining: `session` is the chained (second-hop) session, and the first hop's
+    /// web-identity sessions last this long; its calls count too.
+    pub first_hop: Option<Duration>,
 }
 
 impl Default for FleetConfig {
@@ -62,6 +65,7 @@ impl Default for FleetConfig {
             session: Duration::from_secs(3600),
             outage: None,
             seed: 1,
+            first_hop: None,
         }
     }
 }
@@ -181,8 +185,19 @@ impl FleetReport {
     }
 }
 
+/// The cached first hop of a chained sidecar, as `ChainedSource` keeps it.
+struct FirstHop {
+    schedule: Schedule,
+    refresh_at: Micros,
+    expires: Micros,
+}
+
+/// `ChainedSource` signs the second hop only with a first hop that has this long left.
+const FIRST_HOP_MIN_LEFT: Micros = 5 * 60 * SEC;
+
 struct Sidecar {
     schedule: Schedule,
+    first_hop: Option<FirstHop>,
     started: Micros,
     /// Expiry of the credentials being served, if any.
     expires: Option<Micros>,
@@ -200,6 +215,7 @@ struct Sidecar {
 pub fn simulate(config: &FleetConfig) -> FleetReport {
     let end: Micros = u64::from(config.hours) * 3600 * SEC;
     let session = config.session.as_micros() as Micros;
+    let first_life = config.first_hop.map_or(0, |d| d.as_micros() as Micros);
     let outage = config.outage.map(|(start, len)| {
         let s = start.as_micros() as Micros;
         (s, s + len.as_micros() as Micros)
@@ -215,8 +231,14 @@ pub fn simulate(config: &FleetConfig) -> FleetReport {
             } else {
                 master.random_range(0..rollout)
             };
+            let seed = config.seed.wrapping_mul(0x9E37_79B9) ^ u64::from(i);
             Sidecar {
-                schedule: Schedule::seeded(config.seed.wrapping_mul(0x9E37_79B9) ^ u64::from(i)),
+                schedule: Schedule::seeded(seed),
+                first_hop: config.first_hop.map(|_| FirstHop {
+                    schedule: Schedule::seeded(seed.rotate_left(32)),
+                    refresh_at: 0,
+                    expires: 0,
+                }),
                 started,
                 expires: None,
                 outage_hit: false,
@@ -254,11 +276,34 @@ pub fn simulate(config: &FleetConfig) -> FleetReport {
         if t >= token_issued + TOKEN_LIFETIME {
             expired_token_attempts += 1;
         }
-        sts_calls += 1;
-        per_second[(t / SEC) as usize] += 1;
+        // A chained sidecar first renews its first hop when that hop's own schedule says so
+        // (what `ChainedSource` does), then makes the second-hop call; both count.
+        let mut hop1_failed = false;
+        let t = match s.first_hop.as_mut() {
+            Some(hop) if t >= hop.refresh_at || hop.expires < t + FIRST_HOP_MIN_LEFT => {
+                sts_calls += 1;
+                per_second[(t / SEC) as usize] += 1;
+                let latency = hop.schedule.rng().random_range(20_000..=200_000u64);
+                if sts_down(t) {
+                    hop1_failed = true;
+                    t
+                } else {
+                    let lifetime = Duration::from_micros(first_life - latency);
+                    hop.expires = t + first_life;
+                    hop.refresh_at =
+                        t + latency + hop.schedule.after_success(lifetime).as_micros() as Micros;
+                    (t + latency).min(end - 1)
+                }
+            }
+            _ => t,
+        };
+        if !hop1_failed {
+            sts_calls += 1;
+            per_second[(t / SEC) as usize] += 1;
+        }
         let latency = s.schedule.rng().random_range(20_000..=200_000u64);
         let done = t + latency;
-        let delay = if sts_down(t) {
+        let delay = if hop1_failed || sts_down(t) {
             sts_failures += 1;
             s.affected = true;
             s.outage_hit = true;
@@ -492,6 +537,10 @@ pub struct SimulateFleetArgs {
     /// Seed of every random draw.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Role chaining: --session-seconds is the chained session (at most 3600), and the
+    /// first hop's web-identity sessions last this many seconds; both hops' calls count.
+    #[arg(long, value_name = "SECONDS")]
+    pub chain_first_hop_seconds: Option<u64>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -499,16 +548,9 @@ pub struct SimulateFleetArgs {
 
 /// `START+DURATION`, each a humantime duration or seconds: `6h+10m`, `21600+600`.
 pub fn parse_outage(raw: &str) -> Result<(Duration, Duration), String> {
-    let parse = |s: &str| -> Result<Duration, String> {
-        let s = s.trim();
-        s.parse::<u64>()
-            .map(Duration::from_secs)
-            .or_else(|_| humantime::parse_duration(s))
-            .map_err(|_| format!("--sts-outage {raw:?}: expected START+DURATION, e.g. 6h+10m"))
-    };
-    let (start, len) = raw
-        .split_once('+')
-        .ok_or_else(|| format!("--sts-outage {raw:?}: expected START+DURATION, e.g. 6h+10m"))?;
+    let shape = || format!("--sts-outage {raw:?}: expected START+DURATION, e.g. 6h+10m");
+    let (start, len) = raw.split_once('+').ok_or_else(shape)?;
+    let parse = |s: &str| crate::args::duration(s).map_err(|_| shape());
     Ok((parse(start)?, parse(len)?))
 }
 
@@ -528,6 +570,7 @@ pub fn main(args: &SimulateFleetArgs) -> std::process::ExitCode {
         session: Duration::from_secs(args.session_seconds),
         outage,
         seed: args.seed,
+        first_hop: args.chain_first_hop_seconds.map(Duration::from_secs),
     };
     let report = simulate(&config);
     if args.json {
@@ -581,5 +624,44 @@ mod tests {
         let b = simulate(&config);
         assert_eq!(a.sts_calls, b.sts_calls);
         assert_eq!(a.per_second, b.per_second);
+    }
+
+    #[test]
+    fn chained_sidecars_count_both_hops_and_keep_the_spread() {
+        let plain = FleetConfig {
+            sidecars: 500,
+            hours: 12,
+            ..FleetConfig::default()
+        };
+        let chained = |first_hop_hours: u64| {
+            simulate(&FleetConfig {
+                first_hop: Some(Duration::from_secs(first_hop_hours * 3600)),
+                ..plain.clone()
+            })
+        };
+        let (base, short, long) = (simulate(&plain), chained(1), chained(12));
+        // The second hop keeps the plain schedule; the first adds its own calls: about one
+        // per second-hop refresh with 1 h first-hop sessions, a few per day with 12 h ones.
+        assert!(long.sts_calls > base.sts_calls + 500);
+        assert!(
+            long.sts_calls < base.sts_calls * 13 / 10,
+            "{} vs {}",
+            long.sts_calls,
+            base.sts_calls
+        );
+        assert!(short.sts_calls > long.sts_calls);
+        // 500 sidecars are too few for the 1.5x per-minute target (noise alone exceeds it:
+        // CI runs 10,000); here the chain must only not spread worse than the plain fleet.
+        for report in [&short, &long] {
+            // 24 minutes, less the first hop's call when both hops run back to back.
+            assert!(
+                report.min_time_left_healthy_s >= 1439.0,
+                "{}",
+                report.min_time_left_healthy_s
+            );
+            assert_eq!(report.expired_token_attempts, 0);
+            let ratio = report.per_minute.peak_to_mean / base.per_minute.peak_to_mean;
+            assert!(ratio < 1.25, "{ratio}");
+        }
     }
 }
