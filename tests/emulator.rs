@@ -48,6 +48,26 @@ async fn assume(
         .map_err(code_of)
 }
 
+/// Signing keys for the SDK client: an access key id, a secret and a session token.
+fn keys(access_key_id: &str, secret: &str, session_token: Option<&str>) -> Credentials {
+    Credentials::new(
+        access_key_id,
+        secret,
+        session_token.map(str::to_owned),
+        None,
+        "test",
+    )
+}
+
+/// The keys an STS response vended.
+fn vended(c: &aws_sdk_sts::types::Credentials) -> Credentials {
+    keys(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token()),
+    )
+}
+
 /// (code, message, HTTP status) of an SDK error.
 fn code_of<E: ProvideErrorMetadata + std::fmt::Debug>(
     err: SdkError<E, aws_sdk_sts::config::http::HttpResponse>,
@@ -116,14 +136,7 @@ async fn assume_then_get_caller_identity_with_the_vended_keys() {
     assert_eq!(out.audience(), Some("sts.amazonaws.com"));
     assert_eq!(out.provider(), Some(emu.provider_arn().as_str()));
 
-    let vended = Credentials::new(
-        creds.access_key_id(),
-        creds.secret_access_key(),
-        Some(creds.session_token().to_owned()),
-        None,
-        "test",
-    );
-    let me = client(&emu, Some(vended))
+    let me = client(&emu, Some(vended(creds)))
         .get_caller_identity()
         .send()
         .await
@@ -135,13 +148,7 @@ async fn assume_then_get_caller_identity_with_the_vended_keys() {
     // A tampered secret: the signature does not match.
     let mut secret = creds.secret_access_key().to_owned();
     secret.replace_range(0..1, if secret.starts_with('A') { "B" } else { "A" });
-    let tampered = Credentials::new(
-        creds.access_key_id(),
-        secret,
-        Some(creds.session_token().to_owned()),
-        None,
-        "test",
-    );
+    let tampered = keys(creds.access_key_id(), &secret, Some(creds.session_token()));
     let err = client(&emu, Some(tampered))
         .get_caller_identity()
         .send()
@@ -151,12 +158,10 @@ async fn assume_then_get_caller_identity_with_the_vended_keys() {
     assert_eq!((err.0.as_str(), err.2), ("SignatureDoesNotMatch", 403));
 
     // An unknown key id, and a wrong session token.
-    let unknown = Credentials::new(
+    let unknown = keys(
         "ASIAAAAAAAAAAAAAAAAA",
         creds.secret_access_key(),
-        Some(creds.session_token().to_owned()),
-        None,
-        "test",
+        Some(creds.session_token()),
     );
     let err = client(&emu, Some(unknown))
         .get_caller_identity()
@@ -165,13 +170,7 @@ async fn assume_then_get_caller_identity_with_the_vended_keys() {
         .map_err(code_of)
         .unwrap_err();
     assert_eq!((err.0.as_str(), err.2), ("InvalidClientTokenId", 403));
-    let no_token = Credentials::new(
-        creds.access_key_id(),
-        creds.secret_access_key(),
-        None,
-        None,
-        "test",
-    );
+    let no_token = keys(creds.access_key_id(), creds.secret_access_key(), None);
     let err = client(&emu, Some(no_token))
         .get_caller_identity()
         .send()
@@ -520,13 +519,7 @@ async fn expired_session_credentials_get_expired_token() {
         .await
         .unwrap();
     let c = out.credentials().unwrap();
-    let vended = Credentials::new(
-        c.access_key_id(),
-        c.secret_access_key(),
-        Some(c.session_token().to_owned()),
-        None,
-        "test",
-    );
+    let vended = vended(c);
     client(&emu, Some(vended.clone()))
         .get_caller_identity()
         .send()
@@ -653,12 +646,10 @@ async fn role_chaining_into_another_account() {
             creds.assumed_role_arn.as_deref(),
             Some("arn:aws:sts::444455556666:assumed-role/reader/chained")
         );
-        let vended = Credentials::new(
+        let vended = keys(
             &creds.access_key_id,
             creds.secret_access_key.expose(),
-            Some(creds.session_token.expose().to_owned()),
-            None,
-            "test",
+            Some(creds.session_token.expose()),
         );
         let me = client(&emu, Some(vended))
             .get_caller_identity()
@@ -709,13 +700,7 @@ async fn chained_sessions_are_capped_at_one_hour_and_must_be_signed() {
     let token = emu.mint(&MintRequest::new("prod", "app")).unwrap();
     let out = assume(&emu, "app", &token, "first", None).await.unwrap();
     let c = out.credentials().unwrap();
-    let vended = Credentials::new(
-        c.access_key_id(),
-        c.secret_access_key(),
-        Some(c.session_token().to_owned()),
-        None,
-        "test",
-    );
+    let vended = vended(c);
     let call = |client: aws_sdk_sts::Client, duration| async move {
         client
             .assume_role()
