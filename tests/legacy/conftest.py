@@ -222,13 +222,16 @@ class LegacyPod:
                 env[key] = value
         return env
 
-    def run_client(self, client: str, env: dict[str, str], timeout: float = 60) -> ClientResult:
+    @staticmethod
+    def client_argv(client: str) -> list[str]:
         if client == "botocore":
-            argv = [str(legacy_python()), str(HERE / "clients" / "botocore_client.py"), EMULATOR]
-        elif client == "aws-sdk":
-            argv = ["node", str(HERE / "clients" / "awssdk_client.js"), EMULATOR]
-        else:
-            raise ValueError(client)
+            return [str(legacy_python()), str(HERE / "clients" / "botocore_client.py"), EMULATOR]
+        if client == "aws-sdk":
+            return ["node", str(HERE / "clients" / "awssdk_client.js"), EMULATOR]
+        raise ValueError(client)
+
+    def run_client(self, client: str, env: dict[str, str], timeout: float = 60) -> ClientResult:
+        argv = self.client_argv(client)
         started = time.monotonic()
         done = self.ns.run(*argv, env=env, timeout=timeout)
         seconds = time.monotonic() - started

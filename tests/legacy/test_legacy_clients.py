@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import ASSUMED_ARN, SHARED_KEY, SHARED_SECRET, new_token
+from conftest import ASSUMED_ARN, SHARED_KEY, SHARED_SECRET, new_token, passport_bin
 
 #: level -> kustomization rendering it.
 LEVELS = {
@@ -186,3 +186,97 @@ def test_no_redirect_and_no_privilege_outside_the_redirect_levels(pods, level):
 def test_redirect_rules_come_from_the_manifests(pods):
     assert any("169.254.170.2/32" in rule for rule in pods("relative-uri").rules)
     assert any("169.254.169.254/32" in rule for rule in pods("imds").rules)
+
+
+# -- passport exec, serve --print-env, passport check: the lines each level needs ---------
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_exec_serves_legacy_clients(pods, client):
+    """`passport exec` sets the token value as well as the file: every SDK since 2017."""
+    pod = pods("modern")  # for its namespace, emulator and web-identity token
+    env = pod.app_env(AWS_CONTAINER_CREDENTIALS_FULL_URI=None, AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=None)
+    env.update(
+        {
+            "AWS_ROLE_ARN": "arn:aws:iam::111122223333:role/passport-demo",
+            "AWS_WEB_IDENTITY_TOKEN_FILE": str(pod.web_identity_token),
+            "AWS_ENDPOINT_URL_STS": "http://127.0.0.1:9401",
+        }
+    )
+    argv = [str(passport_bin()), "exec", "--session-name", "exec-legacy", "--"] + pod.client_argv(client)
+    done = pod.ns.run(*argv, env=env, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    raw = json.loads(done.stdout.strip().splitlines()[-1])
+    assert raw["ok"] and raw["arn"].endswith(":assumed-role/passport-demo/exec-legacy"), raw
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("level", ["token-env", "relative-uri", "imds"])
+def test_print_env_lines_for_the_level_serve_legacy_clients(pods, client, level):
+    """`serve --print-env --compat LEVEL`, evaluated by sh in the pod, is all a client needs."""
+    pod = pods(level)
+    penv = pod.passport_env()
+    shell = (
+        f'eval "$({passport_bin()} serve --print-env --compat {level})" && exec '
+        + " ".join(f"'{a}'" for a in pod.client_argv(client))
+    )
+    env = pod.app_env()
+    for key in list(env):
+        if key.startswith("AWS_CONTAINER_") or key == "AWS_EC2_METADATA_SERVICE_ENDPOINT":
+            del env[key]
+    env.update({k: v for k, v in penv.items() if k.startswith("PASSPORT_")})
+    done = pod.ns.run("sh", "-c", shell, env=env, timeout=60)
+    raw = json.loads(done.stdout.strip().splitlines()[-1])
+    assert raw["ok"] and raw["arn"] == ASSUMED_ARN, (raw, done.stderr)
+
+
+@pytest.mark.parametrize("level", list(LEVELS))
+def test_check_passes_in_each_level(pods, level):
+    pod = pods(level)
+    done = pod.ns.run(
+        str(passport_bin()), "check", "--sts-endpoint", "http://127.0.0.1:9401", env=pod.app_env(), timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _check_fails_naming(pod, variable: str, **overrides) -> str:
+    done = pod.ns.run(
+        str(passport_bin()), "check", "--no-identity", env=pod.app_env(**overrides), timeout=60
+    )
+    failing = [line for line in done.stdout.splitlines() if line.strip().startswith("✗")]
+    assert done.returncode != 0, done.stdout
+    assert any(variable in line for line in failing), done.stdout
+    return done.stdout
+
+
+def test_check_token_value_mismatch(pods):
+    _check_fails_naming(pods("token-env"), "AWS_CONTAINER_AUTHORIZATION_TOKEN", AWS_CONTAINER_AUTHORIZATION_TOKEN=new_token())
+
+
+def test_check_relative_uri_nothing_answers(pods):
+    # In the token-env pod there is no redirect of 169.254.170.2.
+    _check_fails_naming(
+        pods("token-env"),
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        AWS_CONTAINER_CREDENTIALS_RELATIVE_URI="/v1/credentials",
+        AWS_CONTAINER_CREDENTIALS_FULL_URI=None,
+        AWS_CONTAINER_AUTHORIZATION_TOKEN=None,
+        AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=None,
+    )
+
+
+def test_check_imds_reached_but_v1_refused(pods):
+    # relative-uri pod: IMDS answers on 9911 (v2 only); an old SDK would need v1.
+    _check_fails_naming(
+        pods("relative-uri"),
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+        AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=None,
+    )
+
+
+def test_check_relative_and_full_both_set(pods):
+    pod = pods("relative-uri")
+    out = _check_fails_naming(
+        pod, "AWS_CONTAINER_CREDENTIALS_FULL_URI", AWS_CONTAINER_CREDENTIALS_FULL_URI="http://127.0.0.1:9911/v1/credentials"
+    )
+    assert "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI" in out
