@@ -146,6 +146,7 @@ async fn start_and_serve(args: DemoArgs, signals: Signals) -> Result<(), String>
         max_connections: 1024,
         header_read_timeout: Duration::from_secs(5),
         imds: Some(ImdsSettings::new(&role_arn, &region, false)),
+        legacy: Default::default(),
     };
     let sts = StsSettings {
         region: region.clone(),
