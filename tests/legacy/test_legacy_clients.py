@@ -11,6 +11,9 @@ failure the user would see, so the README table stays measured, not claimed.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import time
 
 import pytest
@@ -280,3 +283,34 @@ def test_check_relative_and_full_both_set(pods):
         pod, "AWS_CONTAINER_CREDENTIALS_FULL_URI", AWS_CONTAINER_CREDENTIALS_FULL_URI="http://127.0.0.1:9911/v1/credentials"
     )
     assert "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI" in out
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_demo_compat_token_env_lines_serve_legacy_clients(pods, tmp_path, client):
+    """`passport demo --compat token-env`: its export lines, as printed, are enough."""
+    pod = pods("modern")  # only for a private network namespace
+    out = tmp_path / "demo.out"
+    with out.open("wb") as sink:
+        demo = subprocess.Popen(
+            pod.ns.argv(str(passport_bin()), "demo", "--compat", "token-env"),
+            stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "NO_COLOR": "1"},
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while "Serving until Ctrl-C." not in out.read_text(errors="replace"):
+            assert demo.poll() is None and time.monotonic() < deadline, out.read_text(errors="replace")
+            time.sleep(0.1)
+        text = out.read_text()
+        assert "0 failed" in text, text
+        lines = [l for l in text.splitlines() if l.startswith(("export ", "unset "))]
+        assert any(l.startswith("export AWS_CONTAINER_AUTHORIZATION_TOKEN=") for l in lines), text
+        sts = next(l.split("=", 1)[1] for l in lines if l.startswith("export AWS_ENDPOINT_URL_STS="))
+        argv = pod.client_argv(client)[:-1] + [sts]
+        script = "\n".join(lines) + "\nexec " + " ".join(f"'{a}'" for a in argv)
+        done = pod.ns.run("sh", "-c", script, env=pod.app_env(**{k: None for k in pod.app_env() if k.startswith("AWS_")}))
+        raw = json.loads(done.stdout.strip().splitlines()[-1])
+        assert raw["ok"] and raw["arn"].endswith(":assumed-role/passport-demo/demo.demo-app-demo"), (raw, done.stderr)
+    finally:
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=10) == 0
