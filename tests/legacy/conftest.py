@@ -107,7 +107,10 @@ class ClientResult:
 class LegacyPod:
     """A running pod: namespace, redirect rules, emulator, passport from the manifest."""
 
-    def __init__(self, kustomization: str, workdir: Path, secrets_data: dict | None = None):
+    def __init__(
+        self, kustomization: str, workdir: Path, secrets_data: dict | None = None, ipv6: bool = True
+    ):
+        self.ipv6 = ipv6
         self.kustomization = kustomization
         self.workdir = workdir
         self.docs = manifest.render(kustomization)
@@ -121,6 +124,10 @@ class LegacyPod:
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "LegacyPod":
         self.ns.create()
+        if not self.ipv6:
+            # A pod whose kernel has IPv6 disabled: no ::1 at all.
+            done = self.ns.run("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.lo.disable_ipv6=1")
+            assert done.returncode == 0, done.stderr
         self.rules = manifest.redirect_rules(self.spec)
         for rule in self.rules:
             done = self.ns.run(*rule)
@@ -258,9 +265,9 @@ def pod_factory(namespaces_ok, tmp_path_factory):
     """Start pods for a module; all are stopped (and must exit 0) at the end."""
     pods: list[LegacyPod] = []
 
-    def make(kustomization: str, secrets_data: dict | None = None) -> LegacyPod:
+    def make(kustomization: str, secrets_data: dict | None = None, ipv6: bool = True) -> LegacyPod:
         workdir = tmp_path_factory.mktemp(kustomization.replace("/", "-"))
-        pod = LegacyPod(kustomization, workdir, secrets_data)
+        pod = LegacyPod(kustomization, workdir, secrets_data, ipv6)
         pods.append(pod)
         return pod.start()
 

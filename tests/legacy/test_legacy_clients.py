@@ -191,6 +191,23 @@ def test_redirect_rules_come_from_the_manifests(pods):
     assert any("169.254.169.254/32" in rule for rule in pods("imds").rules)
 
 
+def test_ipv6_loopback_is_served_too(pods):
+    """[::1] at the same port as 127.0.0.1, with the same token rule."""
+    pod = pods("modern")
+    token = (pod.pod.volumes["passport-auth"] / "auth-token").read_text()
+    assert pod.probe("http://[::1]:9911/v1/credentials", {"Authorization": token})["status"] == 200
+    assert pod.probe("http://[::1]:9911/v1/credentials")["status"] == 401
+
+
+def test_a_pod_without_ipv6_still_starts(pod_factory):
+    pod = pod_factory("base", ipv6=False)
+    token = (pod.pod.volumes["passport-auth"] / "auth-token").read_text()
+    assert pod.probe("http://127.0.0.1:9911/v1/credentials", {"Authorization": token})["status"] == 200
+    assert pod.probe("http://[::1]:9911/v1/credentials")["status"] == 0
+    log = pod.passport_log.read_text()
+    assert "not listening on IPv6 loopback" in log, log
+
+
 # -- passport exec, serve --print-env, passport check: the lines each level needs ---------
 
 
