@@ -81,6 +81,17 @@ def stop(proc: subprocess.Popen, timeout: float = EXIT_TIMEOUT) -> int | None:
         return None
 
 
+_NOT_RUN: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say it loudly at the end, where nobody misses it, when the suite could not run."""
+    for message in _NOT_RUN[:1]:
+        terminalreporter.write_line("!" * 78, red=True, bold=True)
+        terminalreporter.write_line(message, red=True, bold=True)
+        terminalreporter.write_line("!" * 78, red=True, bold=True)
+
+
 @pytest.fixture(scope="session")
 def namespaces_ok():
     reason = netns.usable()
@@ -88,7 +99,7 @@ def namespaces_ok():
         message = f"LEGACY CLIENT SUITE NOT RUN: network namespaces impossible here: {reason}"
         if os.environ.get("CI") == "true":
             pytest.fail(message + " (CI=true: this must run in CI)")
-        print("\n" + "!" * 78 + f"\n{message}\n" + "!" * 78, file=sys.stderr)
+        _NOT_RUN.append(message)
         pytest.skip(message)
     netns.remove_stale()
 
