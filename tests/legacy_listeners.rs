@@ -346,3 +346,36 @@ async fn imdsv1_is_off_unless_asked_for() {
     assert_eq!(v1.text(), "app");
     on.stop().await;
 }
+
+/// A shared token that is too short or not header-safe stops `serve` at start: exit 64, the
+/// reason named, the token itself never echoed.
+#[test]
+fn bad_shared_tokens_exit_64_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, content, why) in [
+        ("short", "tooshort-0123456789", "fewer than 32"),
+        ("newline", "0123456789abcdef0123456789abcdef\n", "newline"),
+        (
+            "space",
+            "0123456789abcdef 0123456789abcdef",
+            "visible ASCII",
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_passport"))
+            .args(["serve", "--role-arn", ROLE_ARN, "--region", "us-east-1"])
+            .arg("--shared-auth-token-file")
+            .arg(&path)
+            .env_remove("PASSPORT_AUTH_TOKEN_FILE")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{name}: {stderr}");
+        assert!(stderr.contains(why), "{name}: {stderr}");
+        assert!(
+            !stderr.contains(content.trim_end()),
+            "{name}: token echoed: {stderr}"
+        );
+    }
+}
