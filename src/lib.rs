@@ -12,6 +12,7 @@
 //! | [`commands`] | one module per subcommand: its flags, their validation, its `main` |
 //! | [`args`] | `ConfigErrors`, exit statuses, the shared value parsers (a leaf) |
 //! | [`env`] | environment variable names (a leaf) |
+//! | [`compat`] | compatibility levels for older SDKs, and the environment lines of each |
 //! | [`trust_policy`] | the IAM trust-policy evaluator `check`, `trust-policy` and the emulator share |
 //! | [`emulator`] | local OIDC issuer + STS emulator; never on the serving path |
 //! | [`logging`] | tracing setup; the AWS SDK held at INFO so it cannot log secrets |
@@ -20,6 +21,7 @@
 pub mod args;
 pub mod cli;
 pub mod commands;
+pub mod compat;
 pub mod emulator;
 pub mod env;
 pub mod logging;

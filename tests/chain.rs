@@ -104,7 +104,7 @@ impl Harness {
         let shared = Arc::new(Shared::new(clock.clone(), Arc::new(Metrics::new())));
         let app = App {
             shared: shared.clone(),
-            auth_token: Secret::new(AUTH),
+            auth_token: passport_core::auth::AuthToken::new(Secret::new(AUTH)),
             imds: None,
         };
         let stop = CancellationToken::new();

@@ -160,3 +160,55 @@ fn help_says_comments_may_be_lost() {
     let help = String::from_utf8(out.stdout).unwrap();
     assert!(help.contains("comments"), "{help}");
 }
+
+/// `--compat token-env` writes the shared Secret once, with a fresh random token, in the
+/// workload's namespace; a second run (the Secret is in the input now) adds none.
+#[test]
+fn token_env_writes_a_random_secret_once() {
+    let input = b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  namespace: shop\nspec:\n  containers:\n  - name: app\n    image: x\n";
+    let args = ["--compat".to_string(), "token-env".to_string()];
+    let secret_token = |text: &str| -> String {
+        let docs: Vec<&str> = text.split("\n---\n").collect();
+        let secret = docs
+            .iter()
+            .find(|d| d.contains("kind: Secret"))
+            .unwrap_or_else(|| panic!("no Secret in:\n{text}"));
+        assert!(secret.contains("name: passport-auth-token"), "{secret}");
+        assert!(secret.contains("namespace: shop"), "{secret}");
+        let line = secret
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("auth-token: "))
+            .unwrap();
+        let token = line.trim_matches('"').to_owned();
+        assert_eq!(token.len(), 64);
+        assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+        token
+    };
+    let first = inject(&args, input);
+    assert!(first.status.success());
+    let first = String::from_utf8(first.stdout).unwrap();
+    let second = String::from_utf8(inject(&args, input).stdout).unwrap();
+    assert_ne!(
+        secret_token(&first),
+        secret_token(&second),
+        "tokens must be random"
+    );
+    assert!(first.contains("PASSPORT_SHARED_AUTH_TOKEN_FILE"));
+    assert!(first.contains("secretKeyRef"));
+    let again = inject(&args, first.as_bytes());
+    assert!(again.status.success());
+    assert_eq!(
+        String::from_utf8(again.stdout).unwrap(),
+        first,
+        "idempotent"
+    );
+    assert_eq!(first.matches("kind: Secret").count(), 1);
+
+    let no_secret = inject(
+        &["--compat".into(), "token-env".into(), "--no-secret".into()],
+        input,
+    );
+    assert!(!String::from_utf8_lossy(&no_secret.stdout).contains("kind: Secret"));
+    let bad = inject(&["--no-secret".into()], input);
+    assert_eq!(bad.status.code(), Some(64));
+}

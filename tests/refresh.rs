@@ -44,7 +44,7 @@ impl Harness {
             sts,
             app: App {
                 shared,
-                auth_token: Secret::new(AUTH),
+                auth_token: passport_core::auth::AuthToken::new(Secret::new(AUTH)),
                 imds: None,
             },
             dir,

@@ -65,6 +65,7 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
             &"us-east-1".parse().unwrap(),
             false,
         )),
+        legacy: Default::default(),
     };
     let source = Arc::new(StsSource::new(&StsSettings {
         region: "us-east-1".parse().unwrap(),

@@ -92,6 +92,14 @@ impl Sidecar {
         self.server.admin_addr()
     }
 
+    pub fn relative_uri_addr(&self) -> Option<SocketAddr> {
+        self.server.relative_uri_addr()
+    }
+
+    pub fn ipv6_addr(&self) -> Option<SocketAddr> {
+        self.server.ipv6_addr()
+    }
+
     pub fn shared(&self) -> Arc<Shared> {
         self.shared.clone()
     }

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use serde::Serialize;
 
+use crate::compat::CONTAINER_VARIABLES;
 use passport_core::secret::Secret;
 use passport_core::token::{Claims, decode_claims};
 
@@ -223,8 +224,20 @@ pub async fn run(args: &CheckArgs, inputs: &Inputs<'_>) -> Report {
     if let Some(url) = env("AWS_CONTAINER_CREDENTIALS_FULL_URI") {
         fetched = check_container_endpoint(&url, &env, inputs.now, &mut endpoint).await;
     }
+    if let Some(relative) = env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") {
+        let via_relative = check_relative_uri(&relative, inputs.now, &mut endpoint).await;
+        fetched = fetched.or(via_relative);
+    }
+    // AWS_EC2_METADATA_SERVICE_ENDPOINT and no container variable: the `imds` level. The
+    // application's SDK may predate IMDSv2 (and the variable: in the pod, 169.254.169.254 is
+    // redirected to the same place), so IMDSv1 must work. check never probes
+    // 169.254.169.254 on its own: set the variable to it to check that address.
+    let imds_only = !CONTAINER_VARIABLES.iter().any(|v| env(v).is_some());
     if let Some(base) = env("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
         let imds = check_imds(&base, inputs.now, &mut endpoint).await;
+        if imds.is_some() && imds_only {
+            check_imds_v1(&base, &mut endpoint).await;
+        }
         fetched = fetched.or(imds);
     }
     if endpoint.0.is_empty() {
@@ -249,6 +262,10 @@ fn check_environment(env: &dyn Fn(&str) -> Option<String>) -> (Section, Option<P
     let mut token_path = None;
     let web_identity = env("AWS_WEB_IDENTITY_TOKEN_FILE");
     let full_uri = env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    let relative_uri = env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+    let uses_passport = full_uri.is_some()
+        || relative_uri.is_some()
+        || env("AWS_EC2_METADATA_SERVICE_ENDPOINT").is_some();
     match &web_identity {
         Some(path) => match std::fs::metadata(path) {
             Ok(meta) => match std::fs::read(path) {
@@ -262,7 +279,7 @@ fn check_environment(env: &dyn Fn(&str) -> Option<String>) -> (Section, Option<P
                 "AWS_WEB_IDENTITY_TOKEN_FILE={path} does not exist ({e}); is the projected token volume mounted?"
             )),
         },
-        None if full_uri.is_some() => l.info("AWS_WEB_IDENTITY_TOKEN_FILE not set (fine for an application using passport's endpoint)"),
+        None if uses_passport => l.info("AWS_WEB_IDENTITY_TOKEN_FILE not set (fine for an application using passport's endpoint)"),
         None => l.fail("AWS_WEB_IDENTITY_TOKEN_FILE is not set: no IRSA token is projected (service account not annotated with eks.amazonaws.com/role-arn, or the pod predates the annotation)"),
     }
     match env("AWS_ROLE_ARN") {
@@ -288,9 +305,26 @@ fn check_environment(env: &dyn Fn(&str) -> Option<String>) -> (Section, Option<P
             Err(why) => l.fail(format!("AWS_CONTAINER_CREDENTIALS_FULL_URI={uri}: {why}")),
         }
     }
-    if env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").is_some() && full_uri.is_some() {
-        l.fail("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and _FULL_URI are both set: Go uses FULL, every other SDK uses RELATIVE");
+    if let Some(relative) = &relative_uri {
+        if relative.starts_with('/') {
+            l.pass(format!(
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI={relative} (SDKs call http://{}{relative}, without a token)",
+                crate::compat::RELATIVE_URI_HOST
+            ));
+        } else {
+            l.fail(format!(
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI={relative}: must be a path starting with `/` (SDKs append it to http://{})",
+                crate::compat::RELATIVE_URI_HOST
+            ));
+        }
     }
+    if relative_uri.is_some() && full_uri.is_some() {
+        l.fail("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and AWS_CONTAINER_CREDENTIALS_FULL_URI are both set: Go uses FULL, \
+                every other SDK uses RELATIVE; set only the one your level uses");
+    }
+    let token_value = env("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+    let token_file_content =
+        env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").and_then(|p| std::fs::read(p).ok());
     match env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
         Some(path) => match std::fs::read(&path) {
             Ok(bytes) if bytes.is_empty() => l.fail(format!("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={path} is empty")),
@@ -303,11 +337,32 @@ fn check_environment(env: &dyn Fn(&str) -> Option<String>) -> (Section, Option<P
             Ok(bytes) => l.pass(format!("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={path} ({} bytes, no trailing newline)", bytes.len())),
             Err(e) => l.fail(format!("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={path} cannot be read: {e}")),
         },
-        None if full_uri.is_some() => l.warn("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE is not set: passport will answer 401"),
+        None if full_uri.is_some() && token_value.is_none() => l.warn(
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE is not set: passport will answer 401 (unless FULL_URI is its --relative-uri-listen port)",
+        ),
         None => {}
     }
-    if env("AWS_CONTAINER_AUTHORIZATION_TOKEN").is_some() {
-        l.warn("AWS_CONTAINER_AUTHORIZATION_TOKEN is set: Java prefers it over the file, other SDKs the file; set only the file");
+    if let Some(value) = &token_value {
+        let value = Secret::new(value.clone());
+        let bytes = value.expose().as_bytes();
+        if !bytes.iter().all(|b| (0x21..0x7f).contains(b)) {
+            l.fail("AWS_CONTAINER_AUTHORIZATION_TOKEN holds spaces, newlines or non-printable characters: SDKs refuse to send it");
+        } else {
+            match &token_file_content {
+                Some(file) if file.as_slice() != bytes => l.fail(
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN does not match the content of AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: \
+                     SDKs that know only the value (before late 2023) send a token passport refuses; \
+                     take both from the same Secret key (token-env level)",
+                ),
+                Some(_) => l.pass(
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN matches AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE (token-env level: SDKs from 2017 on)",
+                ),
+                None => l.pass(format!(
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN set ({} characters; token-env level)",
+                    bytes.len()
+                )),
+            }
+        }
     }
     for var in [
         "AWS_ACCESS_KEY_ID",
@@ -516,7 +571,13 @@ async fn http_call(
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let connect = tokio::net::TcpStream::connect(authority);
+    // A URL without a port (http://169.254.170.2/...) means port 80.
+    let address = if authority.ends_with(']') || !authority.contains(':') {
+        format!("{authority}:80")
+    } else {
+        authority.to_owned()
+    };
+    let connect = tokio::net::TcpStream::connect(address);
     let stream = tokio::time::timeout(Duration::from_secs(2), connect)
         .await
         .map_err(|_| format!("connecting to {authority} timed out"))?
@@ -604,12 +665,99 @@ fn check_credentials_body(
     ))
 }
 
+/// SDKs before late 2023 send AWS_CONTAINER_AUTHORIZATION_TOKEN, not the file: when the
+/// value differs from the file (or there is no file), ask with the value as they would.
+async fn check_token_value(url: &str, env: &dyn Fn(&str) -> Option<String>, l: &mut Lines) {
+    let Some(value) = env("AWS_CONTAINER_AUTHORIZATION_TOKEN").map(Secret::new) else {
+        return;
+    };
+    let file = env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").and_then(|p| std::fs::read(p).ok());
+    if file.as_deref() == Some(value.expose().as_bytes()) {
+        return;
+    }
+    let headers = [
+        ("accept", "application/json"),
+        ("authorization", value.expose()),
+    ];
+    match http_call(url, "GET", &headers).await {
+        Ok((200, _, _)) => l.pass(format!(
+            "container endpoint {url} answered 200 to AWS_CONTAINER_AUTHORIZATION_TOKEN"
+        )),
+        Ok((status, _, _)) => l.fail(format!(
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN: {url} answered {status} to this value; SDKs before late 2023 send it \
+             instead of the file's token"
+        )),
+        Err(e) => l.fail(format!(
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN: {url}: {e}"
+        )),
+    }
+}
+
+/// `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`: what ECS-style SDKs call, with no token.
+async fn check_relative_uri(relative: &str, now: SystemTime, l: &mut Lines) -> Option<Fetched> {
+    if !relative.starts_with('/') {
+        return None;
+    }
+    let url = format!("http://{}{relative}", crate::compat::RELATIVE_URI_HOST);
+    match http_call(&url, "GET", &[("accept", "application/json")]).await {
+        Err(e) => {
+            l.fail(format!(
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI={relative}: nothing answers at {url} ({e}); \
+                 the relative-uri level needs the 169.254.170.2:80 redirect (k8s/overlays/relative-uri) \
+                 and passport's --relative-uri-listen"
+            ));
+            None
+        }
+        Ok((status, _, _)) if status != 200 => {
+            l.fail(format!(
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI={relative}: {url} answered {status} to a request without a token \
+                 (does the redirect reach passport's --relative-uri-listen, not the authenticated --listen?)"
+            ));
+            None
+        }
+        Ok((_, _, body)) => {
+            l.pass(format!(
+                "{url} answered 200 without a token (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI)"
+            ));
+            let (access_key_id, secret_access_key, session_token) =
+                check_credentials_body(&body, now, false, l)?;
+            Some(Fetched {
+                access_key_id,
+                secret_access_key,
+                session_token,
+                via: "container endpoint (RELATIVE_URI)",
+            })
+        }
+    }
+}
+
+/// IMDSv1: a plain GET of the role listing, no session token, as SDKs before late 2019
+/// send; required when the application has nothing but IMDS.
+async fn check_imds_v1(base: &str, l: &mut Lines) {
+    let base = base.trim_end_matches('/');
+    let url = format!("{base}/latest/meta-data/iam/security-credentials/");
+    let named = format!("AWS_EC2_METADATA_SERVICE_ENDPOINT={base}");
+    match http_call(&url, "GET", &[]).await {
+        Ok((200, _, _)) => l.pass(format!(
+            "{named}: IMDSv1 answered (SDKs from before late 2019 work, through the 169.254.169.254 redirect)"
+        )),
+        Ok((401, _, _)) => l.fail(format!(
+            "{named}: IMDS reached but IMDSv1 refused (401); with no container variable the application is at the imds \
+             level, and SDKs from before late 2019 send no session token: set PASSPORT_IMDS_ALLOW_V1=true \
+             (k8s/overlays/imds-redirect)"
+        )),
+        Ok((status, _, _)) => l.fail(format!("{named}: IMDSv1 GET answered {status}")),
+        Err(e) => l.fail(format!("{named}: IMDSv1 GET: {e}")),
+    }
+}
+
 async fn check_container_endpoint(
     url: &str,
     env: &dyn Fn(&str) -> Option<String>,
     now: SystemTime,
     l: &mut Lines,
 ) -> Option<Fetched> {
+    check_token_value(url, env, l).await;
     let token = env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
         .and_then(|p| std::fs::read_to_string(p).ok())
         .or_else(|| env("AWS_CONTAINER_AUTHORIZATION_TOKEN"))

@@ -16,12 +16,13 @@ use tracing::error;
 
 use super::Signals;
 use crate::args::EXIT_UNAVAILABLE;
+use crate::compat::{CONTAINER_VARIABLES, Compat};
 use crate::emulator::mint::{self, MintRequest, TokenOutput};
 use crate::emulator::{Emulator, EmulatorConfig, SigningKey};
 use passport_core::aws::{Region, RoleArn, SessionName};
 use passport_core::refresh::RefreshSettings;
-use passport_core::server::ServerSettings;
 use passport_core::server::imds::ImdsSettings;
+use passport_core::server::{LegacySettings, ServerSettings};
 use passport_core::sidecar::{Shutdown, Sidecar};
 use passport_core::sts::StsSettings;
 
@@ -42,6 +43,10 @@ pub struct DemoArgs {
     /// Session duration asked of the emulated STS (900..43200).
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u32).range(900..=43200))]
     pub duration_seconds: u32,
+    /// Compatibility level to demonstrate: the variables printed (and checked) are the ones
+    /// an SDK of that era understands.
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = Compat::Modern)]
+    pub compat: Compat,
 }
 
 /// The demo's role: the emulator creates it, trusting its own issuer.
@@ -139,13 +144,23 @@ async fn start_and_serve(args: DemoArgs, signals: Signals) -> Result<(), String>
         attempt_timeout: Duration::from_secs(10),
         chain: None,
     };
+    let auth_token_value = auth_token.clone();
     let server = ServerSettings {
         listen: args.listen,
         admin_listen: Some("127.0.0.1:0".parse().expect("literal address")),
         auth_token,
         max_connections: 1024,
         header_read_timeout: Duration::from_secs(5),
-        imds: Some(ImdsSettings::new(&role_arn, &region, false)),
+        imds: Some(ImdsSettings::new(
+            &role_arn,
+            &region,
+            args.compat == Compat::Imds,
+        )),
+        legacy: LegacySettings {
+            relative_uri_listen: (args.compat == Compat::RelativeUri)
+                .then(|| "127.0.0.1:0".parse().expect("literal address")),
+            ..Default::default()
+        },
     };
     let sts = StsSettings {
         region: region.clone(),
@@ -156,9 +171,10 @@ async fn start_and_serve(args: DemoArgs, signals: Signals) -> Result<(), String>
     let sidecar = Sidecar::bind_sts(refresh, server, &sts)
         .await
         .map_err(|e| e.to_string())?;
-    let (listen, admin) = (
+    let (listen, admin, relative) = (
         sidecar.local_addr(),
         sidecar.admin_addr().expect("admin listener"),
+        sidecar.relative_uri_addr(),
     );
     let shared = sidecar.shared();
     let stop = CancellationToken::new();
@@ -188,20 +204,61 @@ async fn start_and_serve(args: DemoArgs, signals: Signals) -> Result<(), String>
         humantime::format_duration(args.rotate_every)
     );
     println!("  passport      {creds_url}  (IMDS {imds_url}, admin http://{admin}/readyz)\n");
-    println!("In a second shell:\n");
-    print!("{}", super::serve::env_lines(listen, &auth_file, true));
+    println!(
+        "In a second shell (compatibility level {}):\n",
+        args.compat.name()
+    );
+    print!(
+        "{}",
+        crate::compat::env_lines(&crate::compat::EnvTarget {
+            level: args.compat,
+            listen,
+            token_file: &auth_file,
+            relative_uri_listen: relative,
+            imds: true,
+        })
+    );
+    // No redirect on a workstation: the unauthenticated listener's loopback port, as
+    // FULL_URI without a token, is what this machine can show (Go v1 v1.8.13-v1.15.40
+    // clients use exactly that).
+    let relative_url =
+        relative.map(|r| format!("http://{r}{}", passport_core::server::container::PATH));
+    if let Some(url) = &relative_url {
+        println!(
+            "# without the redirect (no root needed), the same listener as FULL_URI, no token:"
+        );
+        println!(
+            "#   unset AWS_CONTAINER_CREDENTIALS_RELATIVE_URI; export AWS_CONTAINER_CREDENTIALS_FULL_URI={url}"
+        );
+    }
     println!("export AWS_ENDPOINT_URL_STS={sts_url}");
     println!("export AWS_REGION={REGION}");
     println!("export AWS_DEFAULT_REGION={REGION}");
     println!("aws sts get-caller-identity   # the emulator verifies the SigV4 signature\n");
 
+    // The report checks what an application at this level would get.
+    let level = args.compat;
+    let token_value = auth_token_value.expose().to_owned();
     let env = |k: &str| -> Option<String> {
+        if CONTAINER_VARIABLES.contains(&k) {
+            return match (level, k) {
+                (Compat::Modern | Compat::TokenEnv, "AWS_CONTAINER_CREDENTIALS_FULL_URI") => {
+                    Some(creds_url.clone())
+                }
+                (Compat::Modern | Compat::TokenEnv, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") => {
+                    Some(auth_file.display().to_string())
+                }
+                (Compat::TokenEnv, "AWS_CONTAINER_AUTHORIZATION_TOKEN") => {
+                    Some(token_value.clone())
+                }
+                (Compat::RelativeUri, "AWS_CONTAINER_CREDENTIALS_FULL_URI") => relative_url.clone(),
+                _ => None,
+            };
+        }
         match k {
             "AWS_WEB_IDENTITY_TOKEN_FILE" => Some(token_file.display().to_string()),
             "AWS_ROLE_ARN" => Some(role_arn.to_string()),
             "AWS_REGION" | "AWS_DEFAULT_REGION" => Some(REGION.into()),
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI" => Some(creds_url.clone()),
-            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE" => Some(auth_file.display().to_string()),
             "AWS_EC2_METADATA_SERVICE_ENDPOINT" => Some(imds_url.clone()),
             "AWS_ENDPOINT_URL_STS" => Some(sts_url.clone()),
             _ => None,

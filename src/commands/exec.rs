@@ -1,7 +1,8 @@
 //! `passport exec -- CMD ARGS...`: serve on an ephemeral loopback port for one command.
 //!
 //! For local development, like `aws-vault exec`: the command sees only the container
-//! endpoint, with every variable that would take precedence over it in an SDK's credential
+//! endpoint (its URL, and the auth token both as a file and as a value, so SDKs back to 2017
+//! work), with every variable that would take precedence over it in an SDK's credential
 //! chain removed, and passport exits with the command's status.
 
 use std::ffi::OsString;
@@ -82,6 +83,7 @@ pub async fn run(config: ExecConfig) -> ExitCode {
         error!(error = %e, "cannot write the auth token file");
         return ExitCode::from(EXIT_UNAVAILABLE);
     }
+    let token_value = auth_token.clone();
     let settings = ServerSettings {
         listen: "127.0.0.1:0".parse().expect("literal address"),
         admin_listen: None,
@@ -90,6 +92,7 @@ pub async fn run(config: ExecConfig) -> ExitCode {
         header_read_timeout: Duration::from_secs(5),
         // exec exports only the container endpoint.
         imds: None,
+        legacy: Default::default(),
     };
     let sidecar =
         match Sidecar::bind_sts(config.sts.refresh.clone(), settings, &config.sts.sts).await {
@@ -129,9 +132,12 @@ pub async fn run(config: ExecConfig) -> ExitCode {
     // Every SDK reads the shared credentials file before the container endpoint, so keys in
     // its [default] profile would win; the file holds nothing else the command needs.
     command.env(env::SHARED_CREDENTIALS_FILE, "/dev/null");
+    // Both the file (SDKs from late 2023 on) and the value (every SDK since 2017, which
+    // knows only AWS_CONTAINER_AUTHORIZATION_TOKEN); SDKs that know both read the same token.
     command
         .env(env::CONTAINER_FULL_URI, &url)
-        .env(env::CONTAINER_AUTH_TOKEN_FILE, &token_file);
+        .env(env::CONTAINER_AUTH_TOKEN_FILE, &token_file)
+        .env(env::CONTAINER_AUTH_TOKEN, token_value.expose());
     let region = config.sts.sts.region.as_str();
     for var in [env::REGION, env::DEFAULT_REGION] {
         if std::env::var_os(var).is_none() {

@@ -30,6 +30,8 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_norway::{Mapping, Value};
 
+use crate::compat::Compat;
+
 /// Name of the sidecar container.
 pub const CONTAINER_NAME: &str = "passport";
 /// The image injected unless `--image` says otherwise.
@@ -51,6 +53,12 @@ pub const ADMIN_PORT: u16 = 9912;
 /// What applications are pointed at.
 pub const CREDENTIALS_URI: &str = "http://127.0.0.1:9911/v1/credentials";
 pub const IMDS_ENDPOINT: &str = "http://127.0.0.1:9911";
+/// The token-env level's Secret (created by the user, or by inject with a random value) and
+/// its key; mounted where the generated token file would be, so the paths stay the same.
+pub const SHARED_SECRET: &str = "passport-auth-token";
+pub const SHARED_SECRET_KEY: &str = "auth-token";
+/// The relative-uri level's unauthenticated listener, reached through the redirect.
+pub const RELATIVE_URI_LISTEN: &str = "127.0.0.1:9913";
 /// The IRSA webhook's pod annotation listing containers it must leave alone.
 pub const SKIP_CONTAINERS: &str = "eks.amazonaws.com/skip-containers";
 
@@ -109,6 +117,15 @@ pub struct InjectArgs {
     /// by itself, see the README, "Native vs legacy sidecar").
     #[arg(long, overrides_with = "native_sidecar")]
     pub no_native_sidecar: bool,
+    /// Compatibility level: the variables the applications' SDKs understand, and what passport
+    /// needs for them. `token-env` adds a Secret `passport-auth-token` with a fresh random
+    /// value (unless --no-secret); `relative-uri` and `imds` add an init container with
+    /// NET_ADMIN (not allowed under the `restricted` Pod Security Standard).
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = Compat::Modern)]
+    pub compat: Compat,
+    /// With --compat token-env: do not write the Secret (it exists, or is managed elsewhere).
+    #[arg(long)]
+    pub no_secret: bool,
 }
 
 /// Validated options.
@@ -121,6 +138,9 @@ pub struct Options {
     /// `None`: every regular container.
     pub containers: Option<Vec<String>>,
     pub native: bool,
+    pub compat: Compat,
+    /// Write the token-env Secret (with a random value) when the input has none.
+    pub secret: bool,
 }
 
 impl Default for Options {
@@ -132,6 +152,8 @@ impl Default for Options {
             imds: true,
             containers: None,
             native: true,
+            compat: Compat::Modern,
+            secret: true,
         }
     }
 }
@@ -163,6 +185,12 @@ impl Options {
                 "--containers: `{CONTAINER_NAME}` is the sidecar itself"
             ));
         }
+        if args.no_secret && args.compat != Compat::TokenEnv {
+            problems.push(format!(
+                "--no-secret: only with --compat token-env (--compat {} uses no Secret)",
+                args.compat.name()
+            ));
+        }
         if !problems.is_empty() {
             return Err(crate::args::ConfigErrors(problems));
         }
@@ -173,6 +201,8 @@ impl Options {
             imds: !args.no_imds,
             containers: (!containers.is_empty()).then_some(containers),
             native: !args.no_native_sidecar,
+            compat: args.compat,
+            secret: !args.no_secret,
         })
     }
 }
@@ -199,6 +229,8 @@ pub fn inject_str(
     let mut out = String::with_capacity(input.len() + 4096);
     let mut refused = Vec::new();
     let mut matched = BTreeSet::new();
+    let mut pods = Vec::new();
+    let mut has_secret = false;
     for (index, doc) in split_documents(input).into_iter().enumerate() {
         let document = index + 1;
         let original: Value = if doc.body.trim().is_empty() {
@@ -208,9 +240,15 @@ pub fn inject_str(
                 .map_err(|error| InjectError::Yaml { document, error })?
         };
         let mut value = original.clone();
+        if str_at(&original, &["kind"]) == Some("Secret")
+            && str_at(&original, &["metadata", "name"]) == Some(SHARED_SECRET)
+        {
+            has_secret = true;
+        }
         let mut ctx = Ctx {
             opts,
             document,
+            pods: &mut pods,
             refused: &mut refused,
             matched: &mut matched,
             warn,
@@ -230,6 +268,10 @@ pub fn inject_str(
                 "--containers: no pod template has a container named {name:?}"
             ));
         }
+    }
+    if opts.compat == Compat::TokenEnv && opts.secret && !has_secret && !pods.is_empty() {
+        let namespace = pods.iter().flatten().next();
+        out.push_str(&shared_secret_document(namespace.map(String::as_str)));
     }
     if refused.is_empty() {
         Ok(out)
@@ -319,6 +361,8 @@ fn split_documents(input: &str) -> Vec<Document<'_>> {
 struct Ctx<'a, 'w> {
     opts: &'a Options,
     document: usize,
+    /// The namespace (if named) of every pod template injected.
+    pods: &'a mut Vec<Option<String>>,
     refused: &'a mut Vec<String>,
     matched: &'a mut BTreeSet<String>,
     warn: &'w mut dyn FnMut(String),
@@ -377,6 +421,7 @@ impl Ctx<'_, '_> {
             .to_owned();
         let group = api.rsplit_once('/').map_or("", |(g, _)| g).to_owned();
         let name = describe(value, &kind, list_item);
+        let namespace = str_at(value, &["metadata", "namespace"]).map(str::to_owned);
         if kind == "List" || (kind.ends_with("List") && value.get("items").is_some()) {
             if let Some(items) = value.get_mut("items").and_then(Value::as_sequence_mut) {
                 for (i, item) in items.iter_mut().enumerate() {
@@ -410,6 +455,7 @@ impl Ctx<'_, '_> {
         if !template.get("spec").is_some_and(Value::is_mapping) {
             return;
         }
+        self.pods.push(namespace);
         self.pod(template, &name);
     }
 
@@ -465,6 +511,7 @@ impl Ctx<'_, '_> {
             .and_then(Value::as_sequence_mut)
             .expect("just made");
         seq.insert(position.min(seq.len()), Value::Mapping(sidecar));
+        self.redirect(spec);
 
         // The applications.
         let wanted: Vec<String> = match &self.opts.containers {
@@ -514,7 +561,26 @@ impl Ctx<'_, '_> {
             *volumes = Value::Sequence(Vec::new());
         }
         let volumes = volumes.as_sequence_mut().expect("just made");
-        set_by_name(volumes, yaml(AUTH_VOLUME_YAML));
+        let auth_volume = if self.opts.compat == Compat::TokenEnv {
+            SHARED_AUTH_VOLUME_YAML
+        } else {
+            AUTH_VOLUME_YAML
+        };
+        set_by_name(volumes, yaml(auth_volume));
+        for redirect in REDIRECTS {
+            if Some(redirect.level) != Some(self.opts.compat) {
+                volumes.retain(|v| str_at(v, &["name"]) != Some(redirect.volume));
+            }
+        }
+        if let Some(redirect) = REDIRECTS.iter().find(|r| r.level == self.opts.compat) {
+            set_by_name(
+                volumes,
+                yaml(&format!(
+                    "{{name: {}, emptyDir: {{medium: Memory, sizeLimit: 1Mi}}}}",
+                    redirect.volume
+                )),
+            );
+        }
         if self.opts.role_arn.is_some() {
             set_by_name(volumes, yaml(TOKEN_VOLUME_YAML));
         }
@@ -567,7 +633,74 @@ impl Ctx<'_, '_> {
         }
     }
 
+    /// The level's redirect init container first in `initContainers` (kept as it is when
+    /// present), and no other level's.
+    fn redirect(&self, spec: &mut Mapping) {
+        if let Some(seq) = spec
+            .get_mut("initContainers")
+            .and_then(Value::as_sequence_mut)
+        {
+            seq.retain(|c| {
+                !REDIRECTS
+                    .iter()
+                    .any(|r| r.level != self.opts.compat && str_at(c, &["name"]) == Some(r.name))
+            });
+        }
+        let Some(redirect) = REDIRECTS.iter().find(|r| r.level == self.opts.compat) else {
+            if spec
+                .get("initContainers")
+                .and_then(Value::as_sequence)
+                .is_some_and(Vec::is_empty)
+            {
+                spec.shift_remove("initContainers");
+            }
+            return;
+        };
+        if !spec.get("initContainers").is_some_and(Value::is_sequence) {
+            insert_before(
+                spec,
+                "initContainers",
+                Value::Sequence(Vec::new()),
+                Some("containers"),
+            );
+        }
+        let seq = spec
+            .get_mut("initContainers")
+            .and_then(Value::as_sequence_mut)
+            .expect("just made");
+        if !seq
+            .iter()
+            .any(|c| str_at(c, &["name"]) == Some(redirect.name))
+        {
+            seq.insert(0, redirect_container(redirect));
+        }
+    }
+
     fn merge_sidecar(&self, c: &mut Mapping) {
+        // Switching between a generated and a shared token keeps the variable's place.
+        let (auth_var, other_auth_var) = if self.opts.compat == Compat::TokenEnv {
+            (
+                "PASSPORT_SHARED_AUTH_TOKEN_FILE",
+                "PASSPORT_AUTH_TOKEN_FILE",
+            )
+        } else {
+            (
+                "PASSPORT_AUTH_TOKEN_FILE",
+                "PASSPORT_SHARED_AUTH_TOKEN_FILE",
+            )
+        };
+        if let Some(Value::Sequence(env)) = c.get_mut("env") {
+            rename_env(env, other_auth_var, auth_var);
+            // Each level's own passport variables; IMDSv1 on only at the imds level.
+            let foreign: &[&str] = match self.opts.compat {
+                Compat::RelativeUri => &["PASSPORT_IMDS_ALLOW_V1"],
+                Compat::Imds => &["PASSPORT_RELATIVE_URI_LISTEN"],
+                Compat::Modern | Compat::TokenEnv => {
+                    &["PASSPORT_IMDS_ALLOW_V1", "PASSPORT_RELATIVE_URI_LISTEN"]
+                }
+            };
+            env.retain(|e| !str_at(e, &["name"]).is_some_and(|n| foreign.contains(&n)));
+        }
         let canonical = sidecar_container(self.opts);
         for (k, v) in canonical {
             let ks = k.as_str().unwrap_or_default().to_owned();
@@ -597,12 +730,38 @@ impl Ctx<'_, '_> {
             *env = Value::Sequence(Vec::new());
         }
         let env = env.as_sequence_mut().expect("just made");
-        set_env(env, "AWS_CONTAINER_CREDENTIALS_FULL_URI", CREDENTIALS_URI);
-        set_env(
-            env,
-            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-            AUTH_TOKEN_FILE,
-        );
+        // inject owns the application's AWS_CONTAINER_* variables: exactly the level's set.
+        const FULL: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
+        const RELATIVE: &str = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";
+        const TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
+        const TOKEN_FILE: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE";
+        let remove = |env: &mut Vec<Value>, names: &[&str]| {
+            env.retain(|e| !str_at(e, &["name"]).is_some_and(|n| names.contains(&n)));
+        };
+        match self.opts.compat {
+            Compat::Modern | Compat::TokenEnv => {
+                rename_env(env, RELATIVE, FULL);
+                set_env(env, FULL, CREDENTIALS_URI);
+                set_env(env, TOKEN_FILE, AUTH_TOKEN_FILE);
+                if self.opts.compat == Compat::TokenEnv {
+                    set_by_name(
+                        env,
+                        yaml(&format!(
+                            "{{name: {TOKEN}, valueFrom: {{secretKeyRef: {{name: {SHARED_SECRET}, key: {SHARED_SECRET_KEY}}}}}}}"
+                        )),
+                    );
+                    remove(env, &[RELATIVE]);
+                } else {
+                    remove(env, &[RELATIVE, TOKEN]);
+                }
+            }
+            Compat::RelativeUri => {
+                rename_env(env, FULL, RELATIVE);
+                set_env(env, RELATIVE, passport_core::server::container::PATH);
+                remove(env, &[FULL, TOKEN, TOKEN_FILE]);
+            }
+            Compat::Imds => remove(env, &[FULL, RELATIVE, TOKEN, TOKEN_FILE]),
+        }
         if self.opts.imds {
             set_env(env, "AWS_EC2_METADATA_SERVICE_ENDPOINT", IMDS_ENDPOINT);
         } else {
@@ -711,6 +870,123 @@ emptyDir:
   sizeLimit: 1Mi
 ";
 
+/// The token-env level: the shared Secret where the generated token's emptyDir would be
+/// (0440: passport and the application read it through the pod's fsGroup).
+const SHARED_AUTH_VOLUME_YAML: &str = "
+name: passport-auth
+secret:
+  secretName: passport-auth-token
+  defaultMode: 288
+";
+
+/// The init container that redirects a link-local address to passport in the pod's own
+/// network namespace, for the levels whose SDKs cannot be pointed anywhere else.
+struct Redirect {
+    level: Compat,
+    name: &'static str,
+    volume: &'static str,
+    destination: &'static str,
+    port: u16,
+}
+
+const REDIRECTS: [Redirect; 2] = [
+    Redirect {
+        level: Compat::RelativeUri,
+        name: "relative-uri-redirect",
+        volume: "relative-uri-redirect-run",
+        destination: "169.254.170.2/32",
+        port: 9913,
+    },
+    Redirect {
+        level: Compat::Imds,
+        name: "imds-redirect",
+        volume: "imds-redirect-run",
+        destination: "169.254.169.254/32",
+        port: 9911,
+    },
+];
+
+/// Pinned by digest; the same image in the overlays.
+pub const IPTABLES_IMAGE: &str = "registry.k8s.io/build-image/distroless-iptables:v0.9.1@sha256:d0ae8abdbeb270570664a7364ded872c5e8f58eea09d8fb4b46e972b7291eacb";
+
+fn redirect_container(r: &Redirect) -> Value {
+    yaml(&format!(
+        "\
+name: {name}
+image: {IPTABLES_IMAGE}
+command:
+- iptables
+- --wait
+- --table
+- nat
+- --append
+- OUTPUT
+- --protocol
+- tcp
+- --destination
+- {destination}
+- --dport
+- \"80\"
+- --jump
+- REDIRECT
+- --to-ports
+- \"{port}\"
+resources:
+  requests:
+    cpu: 10m
+    memory: 16Mi
+  limits:
+    memory: 64Mi
+securityContext:
+  runAsNonRoot: false
+  runAsUser: 0
+  readOnlyRootFilesystem: true
+  allowPrivilegeEscalation: false
+  capabilities:
+    drop:
+    - ALL
+    add:
+    - NET_ADMIN
+    - NET_RAW
+  seccompProfile:
+    type: RuntimeDefault
+volumeMounts:
+- name: {volume}
+  mountPath: /run
+",
+        name = r.name,
+        destination = r.destination,
+        port = r.port,
+        volume = r.volume,
+    ))
+}
+
+/// The token-env Secret, with a fresh random token (32 bytes from the OS-seeded CSPRNG, hex):
+/// what passport reads with --shared-auth-token-file and the application gets as
+/// AWS_CONTAINER_AUTHORIZATION_TOKEN.
+fn shared_secret_document(namespace: Option<&str>) -> String {
+    let token = passport_core::auth::generate();
+    let namespace = namespace
+        .map(|ns| format!("  namespace: {ns}\n"))
+        .unwrap_or_default();
+    format!(
+        "---\n# passport --compat token-env: the client auth token shared by passport and the application.\n\
+         # Random, generated by `passport inject`; rotate it by replacing the value and restarting the pods.\n\
+         apiVersion: v1\nkind: Secret\nmetadata:\n  name: {SHARED_SECRET}\n{namespace}type: Opaque\nstringData:\n  {SHARED_SECRET_KEY}: \"{}\"\n",
+        token.expose()
+    )
+}
+
+/// Rename the env entry `from` to `to` in place (keeping its position), unless `to` exists.
+fn rename_env(env: &mut [Value], from: &str, to: &str) {
+    if env.iter().any(|e| str_at(e, &["name"]) == Some(to)) {
+        return;
+    }
+    if let Some(Value::Mapping(m)) = env.iter_mut().find(|e| str_at(e, &["name"]) == Some(from)) {
+        m.insert(key("name"), s(to));
+    }
+}
+
 const TOKEN_VOLUME_YAML: &str = "
 name: passport-token
 projected:
@@ -733,6 +1009,18 @@ pub fn sidecar_container(opts: &Options) -> Mapping {
     // once; keep serving while the app shuts down.
     let drain = if opts.native { "0s" } else { "10s" };
     let mut extra_env = String::new();
+    let auth_var = if opts.compat == Compat::TokenEnv {
+        "PASSPORT_SHARED_AUTH_TOKEN_FILE"
+    } else {
+        "PASSPORT_AUTH_TOKEN_FILE"
+    };
+    match opts.compat {
+        Compat::RelativeUri => extra_env.push_str(&format!(
+            "- name: PASSPORT_RELATIVE_URI_LISTEN\n  value: {RELATIVE_URI_LISTEN}\n"
+        )),
+        Compat::Imds => extra_env.push_str("- name: PASSPORT_IMDS_ALLOW_V1\n  value: \"true\"\n"),
+        Compat::Modern | Compat::TokenEnv => {}
+    }
     if let Some(arn) = &opts.role_arn {
         extra_env.push_str(&format!("- name: AWS_ROLE_ARN\n  value: {arn}\n"));
     }
@@ -753,7 +1041,7 @@ image: {image:?}
 {restart}args:
 - serve
 env:
-- name: PASSPORT_AUTH_TOKEN_FILE
+- name: {auth_var}
   value: {AUTH_TOKEN_FILE}
 - name: PASSPORT_DRAIN_DELAY
   value: {drain}

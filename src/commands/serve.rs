@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use clap::Args;
 use passport_core::schedule::{CLIENT_REFRESH_WINDOW, minimum_time_left};
-use passport_core::server::ServerSettings;
+use passport_core::secret::Secret;
 use passport_core::server::imds::ImdsSettings;
+use passport_core::server::{LegacySettings, ServerSettings};
 use passport_core::sidecar::{Shutdown, Sidecar};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -17,6 +18,7 @@ use tracing::{error, info, warn};
 use super::Signals;
 use super::sts_options::{StsArgs, StsConfig};
 use crate::args::{self, ConfigErrors, EXIT_UNAVAILABLE};
+use crate::compat::Compat;
 use crate::env;
 
 /// The credentials listener's default address.
@@ -38,6 +40,16 @@ pub struct ServeArgs {
     /// AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE.
     #[arg(long, env = "PASSPORT_AUTH_TOKEN_FILE")]
     pub auth_token_file: Option<PathBuf>,
+    /// Instead of generating the auth token, read it from this file, provisioned by someone
+    /// else (a Kubernetes Secret key the application also gets as
+    /// AWS_CONTAINER_AUTHORIZATION_TOKEN); never written, re-read when it changes.
+    #[arg(long, env = "PASSPORT_SHARED_AUTH_TOKEN_FILE")]
+    pub shared_auth_token_file: Option<PathBuf>,
+    /// Second listener with NO client authentication, serving only the credentials path
+    /// (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI through a 169.254.170.2:80 redirect, or
+    /// FULL_URI clients that send no token). Off by default.
+    #[arg(long, env = "PASSPORT_RELATIVE_URI_LISTEN")]
+    pub relative_uri_listen: Option<String>,
     /// Permission bits of the auth token file (octal).
     #[arg(long, env = "PASSPORT_AUTH_TOKEN_FILE_MODE", default_value = "0640")]
     pub auth_token_file_mode: String,
@@ -62,6 +74,9 @@ pub struct ServeArgs {
     /// Print the environment an application needs, as `export` lines, and exit.
     #[arg(long)]
     pub print_env: bool,
+    /// With --print-env: the compatibility level whose variables to print.
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = Compat::Modern)]
+    pub compat: Compat,
 }
 
 /// Validated settings for `serve`.
@@ -70,13 +85,31 @@ pub struct ServeConfig {
     pub sts: StsConfig,
     pub listen: SocketAddr,
     pub admin_listen: Option<SocketAddr>,
-    pub auth_token_file: PathBuf,
-    pub auth_token_file_mode: u32,
+    pub auth: AuthTokenSource,
+    pub relative_uri_listen: Option<SocketAddr>,
     pub max_connections: usize,
     pub drain_delay: Duration,
     pub shutdown_timeout: Duration,
     /// `None` with `--disable-imds`.
     pub imds: Option<ImdsSettings>,
+}
+
+/// Where the client auth token comes from.
+#[derive(Debug, Clone)]
+pub enum AuthTokenSource {
+    /// Generated at start and written to `file` with `mode` (the default).
+    Generated { file: PathBuf, mode: u32 },
+    /// Provisioned by someone else in `file`; `token` is its content at start.
+    Shared { file: PathBuf, token: Secret },
+}
+
+impl AuthTokenSource {
+    /// The file the application reads (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE).
+    pub fn file(&self) -> &std::path::Path {
+        match self {
+            AuthTokenSource::Generated { file, .. } | AuthTokenSource::Shared { file, .. } => file,
+        }
+    }
 }
 
 impl ServeConfig {
@@ -113,15 +146,69 @@ impl ServeConfig {
                 )
                 .map(Some)
         };
-        let auth_token_file = match &args.auth_token_file {
-            Some(path) if !path.as_os_str().is_empty() => Some(path.clone()),
-            _ => {
+        let given = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+        let auth_token_file = match (
+            given(&args.auth_token_file),
+            given(&args.shared_auth_token_file),
+        ) {
+            (Some(_), Some(_)) => {
                 problems.push(
-                    "--auth-token-file (PASSPORT_AUTH_TOKEN_FILE) is required: passport writes the client auth token there",
+                    "--auth-token-file (PASSPORT_AUTH_TOKEN_FILE) and --shared-auth-token-file (PASSPORT_SHARED_AUTH_TOKEN_FILE) \
+                     conflict: passport either generates the token or reads a shared one",
+                );
+                None
+            }
+            (Some(path), None) => Some(Err(path)),
+            (None, Some(path)) => match passport_core::auth::read_shared(&path) {
+                Ok(token) => Some(Ok((path, token))),
+                Err(why) => {
+                    problems.push(format!(
+                        "--shared-auth-token-file {}: {why}",
+                        path.display()
+                    ));
+                    None
+                }
+            },
+            (None, None) => {
+                problems.push(
+                    "--auth-token-file (PASSPORT_AUTH_TOKEN_FILE) is required: passport writes the client auth token there \
+                     (or --shared-auth-token-file to read one provisioned by a Secret)",
                 );
                 None
             }
         };
+        let relative_uri_listen = match &args.relative_uri_listen {
+            None => Some(None),
+            Some(raw) => match raw.parse::<SocketAddr>() {
+                Ok(addr) if !(addr.ip().is_loopback() || args.allow_non_loopback) => {
+                    problems.push(format!(
+                        "--relative-uri-listen {addr}: not a loopback address; this listener has no client authentication \
+                         (add --allow-non-loopback if that is really intended)"
+                    ));
+                    None
+                }
+                Ok(addr) if listen == Some(addr) => {
+                    problems.push(format!(
+                        "--relative-uri-listen {addr}: the same address as --listen; it needs its own port"
+                    ));
+                    None
+                }
+                Ok(addr) => Some(Some(addr)),
+                Err(_) => {
+                    problems.push(format!(
+                        "--relative-uri-listen {raw:?}: expected IP:PORT, e.g. 127.0.0.1:{}",
+                        crate::compat::RELATIVE_URI_PORT
+                    ));
+                    None
+                }
+            },
+        };
+        if args.compat != Compat::Modern && !args.print_env {
+            problems.push(format!(
+                "--compat {}: only with --print-env (a level is the pod's whole set-up: see `passport inject --compat`)",
+                args.compat.name()
+            ));
+        }
         let mode = problems.parse(
             "--auth-token-file-mode",
             &args.auth_token_file_mode,
@@ -146,8 +233,14 @@ impl ServeConfig {
             sts,
             listen: listen.expect("no problems"),
             admin_listen: admin_listen.expect("no problems"),
-            auth_token_file: auth_token_file.expect("no problems"),
-            auth_token_file_mode: mode.expect("no problems"),
+            auth: match auth_token_file.expect("no problems") {
+                Err(file) => AuthTokenSource::Generated {
+                    file,
+                    mode: mode.expect("no problems"),
+                },
+                Ok((file, token)) => AuthTokenSource::Shared { file, token },
+            },
+            relative_uri_listen: relative_uri_listen.expect("no problems"),
             max_connections: max_connections.expect("no problems") as usize,
             drain_delay: drain_delay.expect("no problems"),
             shutdown_timeout: shutdown_timeout.expect("no problems"),
@@ -166,9 +259,9 @@ fn file_mode(raw: &str) -> Result<u32, &'static str> {
     }
 }
 
-/// What `serve --print-env` needs: only where to connect and which token file to read,
-/// so it works in a shell that has none of the STS settings.
-pub fn print_env_target(args: &ServeArgs) -> Result<(SocketAddr, PathBuf), ConfigErrors> {
+/// What `serve --print-env` needs: where to connect, which token file the application
+/// reads, and the level's extras; so it works in a shell that has none of the STS settings.
+pub fn print_env_target(args: &ServeArgs) -> Result<PrintEnv, ConfigErrors> {
     let mut problems = ConfigErrors::default();
     let listen = problems.check(
         "--listen",
@@ -181,21 +274,78 @@ pub fn print_env_target(args: &ServeArgs) -> Result<(SocketAddr, PathBuf), Confi
     let file = args
         .auth_token_file
         .as_ref()
+        .or(args.shared_auth_token_file.as_ref())
         .filter(|p| !p.as_os_str().is_empty())
         .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()));
     if file.is_none() {
-        problems.push("--auth-token-file (PASSPORT_AUTH_TOKEN_FILE) is required: the application reads the token there");
+        problems.push(
+            "--auth-token-file (PASSPORT_AUTH_TOKEN_FILE) or --shared-auth-token-file (PASSPORT_SHARED_AUTH_TOKEN_FILE) \
+             is required: the application reads the token there",
+        );
+    }
+    let relative_uri_listen = match (&args.relative_uri_listen, args.compat) {
+        (Some(raw), _) => problems.check(
+            "--relative-uri-listen",
+            raw,
+            raw.parse::<SocketAddr>().map_err(|_| "expected IP:PORT"),
+        ),
+        (None, Compat::RelativeUri) => {
+            problems.push(
+                "--compat relative-uri needs --relative-uri-listen (PASSPORT_RELATIVE_URI_LISTEN): \
+                 the unauthenticated listener the 169.254.170.2:80 redirect reaches",
+            );
+            None
+        }
+        (None, _) => None,
+    };
+    if args.compat == Compat::Imds {
+        if args.disable_imds {
+            problems.push("--compat imds and --disable-imds contradict each other");
+        } else if !args.imds_allow_v1 {
+            problems.push(
+                "--compat imds needs --imds-allow-v1 (PASSPORT_IMDS_ALLOW_V1=true): SDKs from before late 2019 \
+                 speak only IMDSv1",
+            );
+        }
     }
     problems.into_result()?;
-    Ok((listen.expect("no problems"), file.expect("no problems")))
+    Ok(PrintEnv {
+        level: args.compat,
+        listen: listen.expect("no problems"),
+        token_file: file.expect("no problems"),
+        relative_uri_listen,
+        imds: !args.disable_imds,
+    })
+}
+
+/// Validated `serve --print-env` inputs; see [`crate::compat::env_lines`].
+#[derive(Debug, Clone)]
+pub struct PrintEnv {
+    pub level: Compat,
+    pub listen: SocketAddr,
+    pub token_file: PathBuf,
+    pub relative_uri_listen: Option<SocketAddr>,
+    pub imds: bool,
+}
+
+impl PrintEnv {
+    pub fn lines(&self) -> String {
+        crate::compat::env_lines(&crate::compat::EnvTarget {
+            level: self.level,
+            listen: self.listen,
+            token_file: &self.token_file,
+            relative_uri_listen: self.relative_uri_listen,
+            imds: self.imds,
+        })
+    }
 }
 
 /// `passport serve`, from the parsed flags to an exit status.
 pub fn main(args: ServeArgs, env: env::Lookup<'_>) -> ExitCode {
     if args.print_env {
         return match print_env_target(&args) {
-            Ok((listen, file)) => {
-                print!("{}", env_lines(listen, &file, !args.disable_imds));
+            Ok(target) => {
+                print!("{}", target.lines());
                 ExitCode::SUCCESS
             }
             Err(e) => super::usage(e),
@@ -207,44 +357,22 @@ pub fn main(args: ServeArgs, env: env::Lookup<'_>) -> ExitCode {
     }
 }
 
-/// The environment an application needs to use passport: the container endpoint (which
-/// every SDK's chain tries before IMDS), the IMDS endpoint for tools that only know that
-/// one, and the variables that would shadow both removed.
+/// The environment an application needs to use passport at the `modern` level: the
+/// container endpoint (which every SDK's chain tries before IMDS), the IMDS endpoint for
+/// tools that only know that one, and the variables that would shadow both removed. Other
+/// levels: [`crate::compat::env_lines`].
 pub fn env_lines(
     listen: std::net::SocketAddr,
     auth_token_file: &std::path::Path,
     imds: bool,
 ) -> String {
-    let url = format!("http://{listen}{}", passport_core::server::container::PATH);
-    let mut out = format!("export {}={}\n", env::CONTAINER_FULL_URI, shell_quote(&url));
-    out.push_str(&format!(
-        "export {}={}\n",
-        env::CONTAINER_AUTH_TOKEN_FILE,
-        shell_quote(&auth_token_file.to_string_lossy())
-    ));
-    if imds {
-        // No trailing slash: the Java SDK concatenates paths onto it.
-        out.push_str(&format!(
-            "export {}=http://{listen}\n",
-            env::EC2_METADATA_SERVICE_ENDPOINT
-        ));
-        out.push_str(&format!(
-            "export NO_PROXY={}${{NO_PROXY:+,$NO_PROXY}}\n",
-            listen.ip()
-        ));
-    }
-    out.push_str(&format!("unset {}\n", env::SHADOWING.join(" ")));
-    out
-}
-
-fn shell_quote(s: &str) -> String {
-    if s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"/:._-=@%+,".contains(&b))
-    {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
+    crate::compat::env_lines(&crate::compat::EnvTarget {
+        level: Compat::Modern,
+        listen,
+        token_file: auth_token_file,
+        relative_uri_listen: None,
+        imds,
+    })
 }
 
 pub async fn run(config: ServeConfig) -> ExitCode {
@@ -262,15 +390,17 @@ pub async fn run(config: ServeConfig) -> ExitCode {
     );
     warn_about(&config);
 
-    let auth_token = passport_core::auth::generate();
-    if let Err(e) = passport_core::auth::write_token_file(
-        &config.auth_token_file,
-        &auth_token,
-        config.auth_token_file_mode,
-    ) {
-        error!(path = %config.auth_token_file.display(), error = %e, "cannot write the auth token file");
-        return ExitCode::from(EXIT_UNAVAILABLE);
-    }
+    let (auth_token, shared_auth_token_file) = match &config.auth {
+        AuthTokenSource::Generated { file, mode } => {
+            let token = passport_core::auth::generate();
+            if let Err(e) = passport_core::auth::write_token_file(file, &token, *mode) {
+                error!(path = %file.display(), error = %e, "cannot write the auth token file");
+                return ExitCode::from(EXIT_UNAVAILABLE);
+            }
+            (token, None)
+        }
+        AuthTokenSource::Shared { file, token } => (token.clone(), Some(file.clone())),
+    };
     let settings = ServerSettings {
         listen: config.listen,
         admin_listen: config.admin_listen,
@@ -278,6 +408,11 @@ pub async fn run(config: ServeConfig) -> ExitCode {
         max_connections: config.max_connections,
         header_read_timeout: std::time::Duration::from_secs(5),
         imds: config.imds.clone(),
+        legacy: LegacySettings {
+            relative_uri_listen: config.relative_uri_listen,
+            ipv6_loopback: true,
+            shared_auth_token_file,
+        },
     };
     let sidecar =
         match Sidecar::bind_sts(config.sts.refresh.clone(), settings, &config.sts.sts).await {
@@ -295,7 +430,10 @@ pub async fn run(config: ServeConfig) -> ExitCode {
         region = %config.sts.sts.region,
         sts_endpoint = config.sts.sts.endpoint.as_deref().unwrap_or("regional"),
         url = %url,
-        auth_token_file = %config.auth_token_file.display(),
+        auth_token_file = %config.auth.file().display(),
+        shared_auth_token = matches!(config.auth, AuthTokenSource::Shared { .. }),
+        relative_uri_listen = ?config.relative_uri_listen,
+        imds_v1 = config.imds.as_ref().is_some_and(|i| i.allow_v1),
         "passport serving"
     );
     let stop = CancellationToken::new();
@@ -395,7 +533,11 @@ mod tests {
             c.sts.refresh.token_file,
             PathBuf::from(super::super::sts_options::EKS_TOKEN_FILE)
         );
-        assert_eq!(c.auth_token_file_mode, 0o640);
+        assert!(matches!(
+            c.auth,
+            AuthTokenSource::Generated { mode: 0o640, .. }
+        ));
+        assert_eq!(c.relative_uri_listen, None);
         assert_eq!(c.drain_delay, Duration::from_secs(5));
         assert_eq!(
             c.imds,
@@ -502,5 +644,165 @@ mod tests {
         assert!(!c.listen.ip().is_loopback());
         let c = valid(&["--admin-listen", "off", "--listen", "[::1]:1"]).unwrap();
         assert_eq!(c.admin_listen, None);
+    }
+
+    fn print_env(args: &[&str]) -> Result<PrintEnv, ConfigErrors> {
+        let mut full = vec!["passport", "serve", "--print-env"];
+        full.extend_from_slice(args);
+        let cli = Cli::try_parse_from(full).unwrap();
+        let Command::Serve(serve) = cli.command else {
+            panic!()
+        };
+        print_env_target(&serve)
+    }
+
+    const BASE: [&str; 4] = ["--role-arn", ROLE, "--region", "us-east-1"];
+
+    fn with(extra: &[&str]) -> Result<ServeConfig, ConfigErrors> {
+        let mut args = BASE.to_vec();
+        args.extend_from_slice(extra);
+        serve(&args)
+    }
+
+    #[test]
+    fn shared_auth_token_file_is_read_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        let token = "0123456789abcdef0123456789abcdef";
+        std::fs::write(&path, token).unwrap();
+        let c = with(&["--shared-auth-token-file", path.to_str().unwrap()]).unwrap();
+        match &c.auth {
+            AuthTokenSource::Shared { file, token: t } => {
+                assert_eq!(file, &path);
+                assert_eq!(t.expose(), token);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.auth.file(), path);
+    }
+
+    #[test]
+    fn bad_shared_tokens_are_refused_at_start_without_echoing_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("short", "s3cr3t-but-short", "fewer than 32"),
+            ("newline", "0123456789abcdef0123456789abcdef\n", "newline"),
+            (
+                "space",
+                "0123456789abcdef 0123456789abcdef",
+                "visible ASCII",
+            ),
+        ];
+        for (name, content, why) in cases {
+            let path = dir.path().join(name);
+            std::fs::write(&path, content).unwrap();
+            let err = with(&["--shared-auth-token-file", path.to_str().unwrap()]).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains("--shared-auth-token-file") && text.contains(why),
+                "{text}"
+            );
+            assert!(!text.contains(content.trim_end()), "token echoed: {text}");
+        }
+        let err = with(&["--shared-auth-token-file", "/nonexistent/token"]).unwrap_err();
+        assert!(err.to_string().contains("cannot be read"), "{err}");
+    }
+
+    #[test]
+    fn shared_and_generated_tokens_conflict_and_every_problem_is_listed() {
+        let err = with(&[
+            "--shared-auth-token-file",
+            "/x",
+            "--auth-token-file",
+            "/y",
+            "--relative-uri-listen",
+            "0.0.0.0:9913",
+            "--compat",
+            "imds",
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.0.len(), 3, "{text}");
+        assert!(text.contains("conflict"), "{text}");
+        assert!(
+            text.contains("--relative-uri-listen 0.0.0.0:9913: not a loopback"),
+            "{text}"
+        );
+        assert!(
+            text.contains("--compat imds: only with --print-env"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn relative_uri_listener_is_loopback_and_its_own_port() {
+        let c = with(&[
+            "--auth-token-file",
+            "a",
+            "--relative-uri-listen",
+            "127.0.0.1:9913",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.relative_uri_listen,
+            Some("127.0.0.1:9913".parse().unwrap())
+        );
+        let err = with(&[
+            "--auth-token-file",
+            "a",
+            "--relative-uri-listen",
+            "127.0.0.1:9911",
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("the same address as --listen"),
+            "{err}"
+        );
+        let err = with(&["--auth-token-file", "a", "--relative-uri-listen", "nope"]).unwrap_err();
+        assert!(err.to_string().contains("expected IP:PORT"), "{err}");
+    }
+
+    #[test]
+    fn print_env_levels_need_their_pieces() {
+        let ok = print_env(&["--auth-token-file", "/t", "--compat", "token-env"]).unwrap();
+        assert_eq!(ok.level, Compat::TokenEnv);
+        assert!(
+            ok.lines()
+                .contains("AWS_CONTAINER_AUTHORIZATION_TOKEN=\"$(cat /t)\"")
+        );
+        let shared =
+            print_env(&["--shared-auth-token-file", "/s", "--compat", "token-env"]).unwrap();
+        assert_eq!(shared.token_file, PathBuf::from("/s"));
+        let err = print_env(&["--auth-token-file", "/t", "--compat", "relative-uri"]).unwrap_err();
+        assert!(
+            err.to_string().contains("needs --relative-uri-listen"),
+            "{err}"
+        );
+        let ok = print_env(&[
+            "--auth-token-file",
+            "/t",
+            "--compat",
+            "relative-uri",
+            "--relative-uri-listen",
+            "127.0.0.1:9913",
+        ])
+        .unwrap();
+        assert!(
+            ok.lines()
+                .contains("export AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=/v1/credentials\n")
+        );
+        let err = print_env(&["--auth-token-file", "/t", "--compat", "imds"]).unwrap_err();
+        assert!(err.to_string().contains("needs --imds-allow-v1"), "{err}");
+        let ok = print_env(&[
+            "--auth-token-file",
+            "/t",
+            "--compat",
+            "imds",
+            "--imds-allow-v1",
+        ])
+        .unwrap();
+        assert!(!ok.lines().contains("export AWS_CONTAINER_"));
+        let modern = print_env(&["--auth-token-file", "/t"]).unwrap();
+        assert_eq!(modern.level, Compat::Modern);
     }
 }

@@ -233,7 +233,8 @@ def test_exec_child_gets_credentials_and_shadowing_variables_are_removed(moto, w
     ):
         assert removed not in env, f"{removed} leaked into the child"
     assert re.match(r"^http://127\.0\.0\.1:\d+/v1/credentials$", env["AWS_CONTAINER_CREDENTIALS_FULL_URI"])
-    assert "AWS_CONTAINER_AUTHORIZATION_TOKEN" not in env
+    # The token as a value too (SDKs from 2017 to late 2023 read only that), equal to the file.
+    assert env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] == child["token"]
     # The child's token file is passport's own: one clean line.
     assert child["token"] and "\n" not in child["token"] and "\r" not in child["token"]
 

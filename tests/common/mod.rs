@@ -503,6 +503,7 @@ pub fn start_sidecar(source: Arc<dyn CredentialSource>) -> SidecarBuilder {
             max_connections: 64,
             header_read_timeout: Duration::from_secs(5),
             imds: None,
+            legacy: Default::default(),
         },
         imds: None,
         imds_settings: None,

@@ -43,7 +43,9 @@ declare -A inject_flags=(
   [base]=""
   [overlays/oidc-generic]="--role-arn arn:aws:iam::111122223333:role/passport-app --region us-east-1"
   [overlays/legacy-sidecar]="--no-native-sidecar"
-  [overlays/imds-redirect]=""
+  [overlays/imds-redirect]="--compat imds"
+  [overlays/token-env]="--compat token-env --no-secret"
+  [overlays/relative-uri]="--compat relative-uri"
   [examples/aws-cli-deployment]=""
   [examples/check-job]=""
 )

@@ -35,11 +35,25 @@ pub fn handle<B>(app: &App, req: &Request<B>) -> Response<Body> {
     }
     match req.headers().get(AUTHORIZATION) {
         None => return error(StatusCode::UNAUTHORIZED, &MISSING_AUTH),
-        Some(value) if !crate::auth::matches(value.as_bytes(), &app.auth_token) => {
+        Some(value) if !crate::auth::matches(value.as_bytes(), &app.auth_token.load()) => {
             return error(StatusCode::FORBIDDEN, &WRONG_AUTH);
         }
         Some(_) => {}
     }
+    serve(app)
+}
+
+/// The same answer without client authentication: the `--relative-uri-listen` listener
+/// (ECS-style RELATIVE_URI clients never send a token). An `Authorization` header, if a
+/// client sends one anyway, is ignored.
+pub fn handle_unauthenticated<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return error(StatusCode::METHOD_NOT_ALLOWED, &METHOD_NOT_ALLOWED);
+    }
+    serve(app)
+}
+
+fn serve(app: &App) -> Response<Body> {
     let snapshot = app.shared.snapshot.load();
     match snapshot.current(&*app.shared.clock) {
         Some(served) => json(StatusCode::OK, served.container_body.clone()),

@@ -51,17 +51,43 @@ pub struct ServerSettings {
     pub header_read_timeout: Duration,
     /// `None`: no IMDS endpoint (paths under `/latest/` answer 404).
     pub imds: Option<imds::ImdsSettings>,
+    /// Listeners and token sources for older SDKs (issue 13); all off by default.
+    pub legacy: LegacySettings,
 }
+
+/// What older SDKs need beyond the modern container endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct LegacySettings {
+    /// A second listener with NO client authentication that serves only the credentials
+    /// path (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` through a redirect of
+    /// 169.254.170.2:80, or FULL_URI clients that send no token). It shares the Host
+    /// check, the connection cap and the metrics of the credentials listener.
+    pub relative_uri_listen: Option<SocketAddr>,
+    /// When `listen` is 127.0.0.1, also listen on [::1] at the same port (Node 17+ resolves
+    /// `localhost` to ::1). Failing to (IPv6 disabled in the pod) is logged, not fatal.
+    pub ipv6_loopback: bool,
+    /// Re-read the auth token from this file while serving (a shared Kubernetes Secret,
+    /// rotated by the kubelet's `..data` swap). `auth_token` is its content at start.
+    pub shared_auth_token_file: Option<std::path::PathBuf>,
+}
+
+/// How often a shared auth token file is re-read. The kubelet itself takes up to a minute
+/// to project a changed Secret, so a second adds nothing noticeable.
+pub const SHARED_TOKEN_POLL: Duration = Duration::from_secs(1);
 
 /// What every handler can reach.
 pub struct App {
     pub shared: Arc<Shared>,
-    pub auth_token: Secret,
+    pub auth_token: crate::auth::AuthToken,
     pub imds: Option<imds::Imds>,
 }
 
 pub struct Server {
     listener: TcpListener,
+    /// [::1] at the credentials port, when asked for and possible.
+    ipv6: Option<TcpListener>,
+    /// The unauthenticated credentials-only listener.
+    relative: Option<TcpListener>,
     admin: Option<TcpListener>,
     app: Arc<App>,
     settings: ServerSettings,
@@ -70,6 +96,25 @@ pub struct Server {
 impl Server {
     pub async fn bind(settings: ServerSettings, shared: Arc<Shared>) -> io::Result<Self> {
         let listener = bind(settings.listen).await?;
+        let ipv6 = if settings.legacy.ipv6_loopback
+            && settings.listen.ip() == std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        {
+            let port = listener.local_addr()?.port();
+            let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+            match TcpListener::bind(v6).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    info!(address = %v6, error = %e, "not listening on IPv6 loopback (IPv6 disabled in this pod?); serving on 127.0.0.1 only");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let relative = match settings.legacy.relative_uri_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         let admin = match settings.admin_listen {
             Some(addr) => Some(bind(addr).await?),
             None => None,
@@ -80,11 +125,13 @@ impl Server {
             .map(|imds| imds::Imds::new(imds, &*shared.clock));
         let app = Arc::new(App {
             shared,
-            auth_token: settings.auth_token.clone(),
+            auth_token: crate::auth::AuthToken::new(settings.auth_token.clone()),
             imds,
         });
         Ok(Self {
             listener,
+            ipv6,
+            relative,
             admin,
             app,
             settings,
@@ -103,6 +150,20 @@ impl Server {
             .map(|l| l.local_addr().expect("bound listener has an address"))
     }
 
+    /// The unauthenticated credentials-only listener, when configured.
+    pub fn relative_uri_addr(&self) -> Option<SocketAddr> {
+        self.relative
+            .as_ref()
+            .map(|l| l.local_addr().expect("bound listener has an address"))
+    }
+
+    /// The [::1] listener, when asked for and IPv6 is available.
+    pub fn ipv6_addr(&self) -> Option<SocketAddr> {
+        self.ipv6
+            .as_ref()
+            .map(|l| l.local_addr().expect("bound listener has an address"))
+    }
+
     /// Serve until `stop` is cancelled, then let in-flight requests finish for up to
     /// `drain_timeout`.
     pub async fn serve(self, stop: CancellationToken, drain_timeout: Duration) {
@@ -110,24 +171,40 @@ impl Server {
         let mut tasks = tokio::task::JoinSet::new();
         let Server {
             listener,
+            ipv6,
+            relative,
             admin,
             app,
             settings,
         } = self;
-        tasks.spawn(accept_loop(
-            listener,
-            app.clone(),
-            Route::Credentials,
-            settings.clone(),
-            graceful.clone(),
-            stop.clone(),
-        ));
+        // One cap for everything that serves credentials; the admin listener has its own,
+        // so a flood of credential requests never starves the kubelet's probes.
+        let credentials_permits = Arc::new(Semaphore::new(settings.max_connections));
+        let credential_listeners = std::iter::once((listener, Route::Credentials))
+            .chain(ipv6.map(|l| (l, Route::Credentials)))
+            .chain(relative.map(|l| (l, Route::Unauthenticated)));
+        for (listener, route) in credential_listeners {
+            tasks.spawn(accept_loop(
+                listener,
+                app.clone(),
+                route,
+                settings.clone(),
+                credentials_permits.clone(),
+                graceful.clone(),
+                stop.clone(),
+            ));
+        }
+        if let Some(path) = settings.legacy.shared_auth_token_file.clone() {
+            tasks.spawn(watch_shared_token(app.clone(), path, stop.clone()));
+        }
         if let Some(admin) = admin {
+            let permits = Arc::new(Semaphore::new(settings.max_connections));
             tasks.spawn(accept_loop(
                 admin,
                 app,
                 Route::Admin,
                 settings,
+                permits,
                 graceful.clone(),
                 stop.clone(),
             ));
@@ -156,18 +233,48 @@ async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 #[derive(Clone, Copy)]
 enum Route {
     Credentials,
+    /// `--relative-uri-listen`: the credentials path only, without client authentication.
+    Unauthenticated,
     Admin,
 }
 
+/// Re-read the shared auth token file until `stop`; a bad or missing file keeps the token
+/// in use (a Secret mid-update, or deleted by mistake, must not lock every client out).
+async fn watch_shared_token(app: Arc<App>, path: std::path::PathBuf, stop: CancellationToken) {
+    let mut ticks = tokio::time::interval(SHARED_TOKEN_POLL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_problem: Option<String> = None;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        match app.auth_token.reload(&path) {
+            Ok(true) => {
+                info!(path = %path.display(), "shared auth token changed; the new one is in use");
+                last_problem = None;
+            }
+            Ok(false) => last_problem = None,
+            Err(problem) => {
+                if last_problem.as_deref() != Some(problem.as_str()) {
+                    warn!(path = %path.display(), %problem, "shared auth token file unusable; keeping the token in use");
+                    last_problem = Some(problem);
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn accept_loop(
     listener: TcpListener,
     app: Arc<App>,
     route: Route,
     settings: ServerSettings,
+    permits: Arc<Semaphore>,
     graceful: Arc<GracefulShutdown>,
     stop: CancellationToken,
 ) {
-    let permits = Arc::new(Semaphore::new(settings.max_connections));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -227,9 +334,18 @@ fn dispatch(app: &App, route: Route, req: Request<Incoming>) -> Response<Body> {
                 error(StatusCode::NOT_FOUND, &NOT_FOUND)
             }
         }
+        Route::Unauthenticated => {
+            if !request_host_allowed(&req) {
+                error(StatusCode::FORBIDDEN, &FOREIGN_HOST)
+            } else if req.uri().path() == container::PATH {
+                container::handle_unauthenticated(app, &req)
+            } else {
+                error(StatusCode::NOT_FOUND, &NOT_FOUND)
+            }
+        }
         Route::Admin => admin::handle(app, &req),
     };
-    if let Route::Credentials = route {
+    if let Route::Credentials | Route::Unauthenticated = route {
         app.shared
             .metrics
             .record_request(response.status().as_u16());
@@ -325,7 +441,10 @@ pub fn error(status: StatusCode, err: &StaticError) -> Response<Body> {
 }
 
 pub fn log_listening(server: &Server) {
-    info!(credentials = %server.local_addr(), admin = ?server.admin_addr(), "listening");
+    info!(credentials = %server.local_addr(), ipv6 = ?server.ipv6_addr(), admin = ?server.admin_addr(), "listening");
+    if let Some(addr) = server.relative_uri_addr() {
+        warn!(address = %addr, "unauthenticated credentials listener (--relative-uri-listen): any process that can reach it gets the credentials, as with IMDSv1");
+    }
 }
 
 #[cfg(test)]
