@@ -20,7 +20,9 @@ use crate::compat::{CONTAINER_VARIABLES, Compat};
 use crate::emulator::mint::{self, MintRequest, TokenOutput};
 use crate::emulator::{Emulator, EmulatorConfig, SigningKey};
 use passport_core::aws::{Region, RoleArn, SessionName};
+use passport_core::chain::{ChainSettings, ExternalId, MAX_CHAINED_SECONDS};
 use passport_core::refresh::RefreshSettings;
+use passport_core::secret::Secret;
 use passport_core::server::imds::ImdsSettings;
 use passport_core::server::{LegacySettings, ServerSettings};
 use passport_core::sidecar::{Shutdown, Sidecar};
@@ -47,10 +49,17 @@ pub struct DemoArgs {
     /// an SDK of that era understands.
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = Compat::Modern)]
     pub compat: Compat,
+    /// Role chaining: serve a role in a second emulated account (444455556666), assumed
+    /// with the first role's credentials, an external id and a session tag.
+    #[arg(long)]
+    pub chain: bool,
 }
 
 /// The demo's role: the emulator creates it, trusting its own issuer.
 const DEMO_ROLE: &str = "passport-demo";
+/// With `--chain`: a role in a second emulated account, and the external id it asks for.
+const CHAIN_ROLE: &str = "444455556666:passport-demo-reader";
+const CHAIN_EXTERNAL_ID: &str = "passport-demo-external-id";
 const REGION: &str = "us-east-1";
 
 /// `passport demo`, until Ctrl-C.
@@ -77,8 +86,23 @@ pub async fn run(args: DemoArgs) -> ExitCode {
 
 async fn start_and_serve(args: DemoArgs, signals: Signals) -> Result<(), String> {
     let key = Arc::new(SigningKey::generate().map_err(|e| e.to_string())?);
+    let mut roles = Vec::new();
+    if args.chain {
+        // The second account's role trusts the first role, as `passport trust-policy
+        // --for-role ... --external-id ... --allow-session-tags` writes it.
+        let policy = super::trust_policy::chained_role_policy_json(
+            &format!(
+                "arn:aws:iam::{}:role/{DEMO_ROLE}",
+                crate::emulator::DEFAULT_ACCOUNT_ID
+            ),
+            Some(CHAIN_EXTERNAL_ID),
+            true,
+        );
+        roles.push(crate::emulator::RoleConfig::new(CHAIN_ROLE, policy));
+    }
     let emulator = Emulator::start(EmulatorConfig {
         signing_key: Some(key.clone()),
+        roles,
         ..Default::default()
     })
     .await
@@ -142,8 +166,26 @@ async fn start_and_serve(args: DemoArgs, signals: Signals) -> Result<(), String>
         duration_seconds: args.duration_seconds,
         token_file: token_file.clone(),
         attempt_timeout: Duration::from_secs(10),
-        chain: None,
+        chain: args
+            .chain
+            .then(|| -> Result<ChainSettings, String> {
+                Ok(ChainSettings {
+                    role_arn: emulator
+                        .role_arn(CHAIN_ROLE)
+                        .parse()
+                        .map_err(|e| format!("the emulator's chained role ARN: {e}"))?,
+                    session_name: SessionName::sanitize(&format!("{}.{pod}", args.namespace)),
+                    duration_seconds: args.duration_seconds.min(MAX_CHAINED_SECONDS),
+                    external_id: Some(ExternalId::Value(Secret::new(CHAIN_EXTERNAL_ID))),
+                    tags: vec![("demo".into(), "passport".into())],
+                    transitive_tag_keys: vec![],
+                    policy: None,
+                    policy_arns: vec![],
+                })
+            })
+            .transpose()?,
     };
+    let served_role = refresh.served_role().clone();
     let auth_token_value = auth_token.clone();
     let server = ServerSettings {
         listen: args.listen,
@@ -152,7 +194,7 @@ async fn start_and_serve(args: DemoArgs, signals: Signals) -> Result<(), String>
         max_connections: 1024,
         header_read_timeout: Duration::from_secs(5),
         imds: Some(ImdsSettings::new(
-            &role_arn,
+            &served_role,
             &region,
             args.compat == Compat::Imds,
         )),
@@ -195,7 +237,13 @@ async fn start_and_serve(args: DemoArgs, signals: Signals) -> Result<(), String>
     let imds_url = format!("http://{listen}");
     println!("passport demo: the IRSA path on this machine, no AWS account needed\n");
     println!("  OIDC issuer   {issuer}  (/.well-known/openid-configuration, /keys)");
-    println!("  STS emulator  {sts_url}  (role {role_arn})");
+    if args.chain {
+        println!(
+            "  STS emulator  {sts_url}  (role {role_arn}, chained into {served_role} with an external id)"
+        );
+    } else {
+        println!("  STS emulator  {sts_url}  (role {role_arn})");
+    }
     println!(
         "  token         {}  (system:serviceaccount:{}:{}, rotated every {})",
         token_file.display(),

@@ -152,8 +152,17 @@ fn chained_role_policy(first: &str, args: &TrustPolicyArgs) -> Result<String, Co
         problems.push("--external-id: STS accepts 2 to 1224 characters");
     }
     problems.into_result()?;
+    Ok(chained_role_policy_json(
+        first,
+        args.external_id.as_deref(),
+        args.allow_session_tags,
+    ))
+}
+
+/// The trust policy of a role that `first` (a role ARN) may chain into.
+pub fn chained_role_policy_json(first: &str, external_id: Option<&str>, tags: bool) -> String {
     let mut actions = vec!["sts:AssumeRole"];
-    if args.allow_session_tags {
+    if tags {
         actions.push("sts:TagSession");
     }
     let mut statement = json!({
@@ -161,11 +170,11 @@ fn chained_role_policy(first: &str, args: &TrustPolicyArgs) -> Result<String, Co
         "Principal": { "AWS": first },
         "Action": actions,
     });
-    if let Some(id) = &args.external_id {
+    if let Some(id) = external_id {
         statement["Condition"] = json!({ "StringEquals": { "sts:ExternalId": id } });
     }
     let policy = json!({ "Version": "2012-10-17", "Statement": [statement] });
-    Ok(serde_json::to_string_pretty(&policy).expect("JSON renders") + "\n")
+    serde_json::to_string_pretty(&policy).expect("JSON renders") + "\n"
 }
 
 #[cfg(test)]

@@ -577,16 +577,6 @@ def test_error_xml_shape(emulator):
 # --- 4. passport demo ---
 
 
-def demo_available() -> bool:
-    try:
-        done = subprocess.run(
-            [str(passport_bin()), "demo", "--help"], capture_output=True, timeout=30, stdin=subprocess.DEVNULL
-        )
-    except Exception:
-        return False
-    return done.returncode == 0
-
-
 DEMO_READY_TIMEOUT = 60.0
 DEMO_EXIT_TIMEOUT = 10.0
 
@@ -603,13 +593,20 @@ def parse_exports(lines: list[str]) -> dict:
     return exports
 
 
-@pytest.mark.skipif(not demo_available(), reason="`passport demo --help` fails: demo not merged in this branch yet")
-def test_passport_demo(client_env, tmp_path):
+CHAINED_DEMO_ARN = re.compile(r"arn:aws:sts::444455556666:assumed-role/passport-demo-reader/\S+")
+
+
+@pytest.mark.parametrize(
+    "flags, expected_arn",
+    [([], ASSUMED_ARN), (["--chain"], CHAINED_DEMO_ARN)],
+    ids=["demo", "demo-chain"],
+)
+def test_passport_demo(client_env, tmp_path, flags, expected_arn):
     log = tmp_path / "demo.log"
     env = {k: v for k, v in os.environ.items() if k not in SHADOWING and k != "NO_COLOR"}
     with log.open("wb") as err:
         proc = subprocess.Popen(
-            [str(passport_bin()), "demo"],
+            [str(passport_bin()), "demo", *flags],
             stdout=subprocess.PIPE,
             stderr=err,
             stdin=subprocess.DEVNULL,
@@ -640,7 +637,7 @@ def test_passport_demo(client_env, tmp_path):
                 found = re.search(r"arn:aws:sts::\d{12}:assumed-role/\S+", line)
                 assert found, line
                 report_arn = found.group(0)
-        assert ASSUMED_ARN.match(report_arn), report_arn
+        assert expected_arn.match(report_arn), report_arn
 
         exports = parse_exports(seen)
         for name in (
