@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 HELM_VERSION=v4.3.2
-KUSTOMIZE_VERSION=v5.8.3
+KUSTOMIZE_VERSION=v5.8.2
 tools=${PASSPORT_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/passport-tools}
 mkdir -p "$tools/bin" "$tools/stamps"
 
