@@ -46,7 +46,7 @@ def go_build(module: Path, out: Path) -> None:
     go = shutil.which("go")
     if go is None:
         pytest.fail("go is not on PATH: install Go 1.26 (./test.sh needs it for the Go client matrix)")
-    env = dict(os.environ, GOPROXY="off", GOFLAGS="-mod=readonly", CGO_ENABLED="0")
+    env = dict(os.environ, GOPROXY="off", GOFLAGS="-mod=readonly -buildvcs=false", CGO_ENABLED="0")
     done = subprocess.run(
         [go, "build", "-o", str(out) + "/", "./cmd/..."],
         cwd=module,
@@ -86,7 +86,7 @@ CASES = [
 def test_go_sdk(go_bin, emulator, served, proxy, tmp_path, sdk, level, providers):
     env = level_env(level, base_env(tmp_path, emulator), served, proxy)
     before = requests_200(served)
-    outcome = run_client(f"at level {level}", [str(go_bin / "sdkclient"), sdk], env)
+    outcome = run_client(f"[Go sdkclient {sdk}] at level {level}", [str(go_bin / "sdkclient"), sdk], env)
     assert_identity(outcome, served, proxy, providers, level=level, before_200=before)
     if level == "imds-endpoint":
         # Measured: neither SDK asks for `security-credentials-extended/` (config v1.33.21,
@@ -104,7 +104,7 @@ def test_go_sdk(go_bin, emulator, served, proxy, tmp_path, sdk, level, providers
 def test_go_v1_2018_token_env(go_bin, emulator, served, proxy, tmp_path):
     env = level_env("token-env-only", base_env(tmp_path, emulator), served, proxy)
     before = requests_200(served)
-    outcome = run_client("at level token-env", [str(go_bin / "sdkclient-legacy")], env)
+    outcome = run_client("[Go sdkclient-legacy, aws-sdk-go v1.15.78] at level token-env", [str(go_bin / "sdkclient-legacy")], env)
     assert outcome.result and outcome.result.get("version") == "1.15.78", outcome.describe()
     assert_identity(outcome, served, proxy, {"CredentialsEndpointProvider"}, level="token-env", before_200=before)
 
@@ -112,7 +112,7 @@ def test_go_v1_2018_token_env(go_bin, emulator, served, proxy, tmp_path):
 def test_go_v1_2018_with_the_token_file_only_gets_nothing(go_bin, emulator, served, proxy, tmp_path):
     """Why the token-env level exists: v1.15 never reads AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE."""
     env = level_env("modern", base_env(tmp_path, emulator), served, proxy)
-    outcome = run_client("at level modern", [str(go_bin / "sdkclient-legacy")], env)
+    outcome = run_client("[Go sdkclient-legacy, aws-sdk-go v1.15.78] at level modern", [str(go_bin / "sdkclient-legacy")], env)
     assert_refused(outcome, level="modern", expect="NoCredentialProviders")
     # It did ask passport, without a token, and passport said 401.
     assert proxy.snapshot().get("GET /v1/credentials", 0) >= 1, proxy.snapshot()
@@ -208,3 +208,15 @@ def test_validator_without_any_identity_fails(go_bin, emulator, tmp_path):
     assert report.get("mode") == "none"
     assert all(r.get("error") for r in report["sdks"]), report
     assert "RESULT: FAILED" in done.stdout
+
+
+def test_go_sources_are_gofmt_and_vet_clean():
+    """The client programs themselves: gofmt-clean and `go vet`-clean, offline."""
+    env = dict(os.environ, GOPROXY="off", GOFLAGS="-mod=readonly -buildvcs=false")
+    for module in (GO_DIR, GO_LEGACY_DIR):
+        fmt = subprocess.run(["gofmt", "-l", "."], cwd=module, capture_output=True, text=True, timeout=60)
+        assert fmt.returncode == 0 and fmt.stdout == "", f"gofmt -l in {module}: {fmt.stdout}{fmt.stderr}"
+        vet = subprocess.run(
+            ["go", "vet", "./..."], cwd=module, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT
+        )
+        assert vet.returncode == 0, f"go vet in {module}:\n{vet.stderr}"

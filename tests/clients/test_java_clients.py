@@ -89,7 +89,7 @@ V2_CASES = [
 def test_java_v2(java_cp, emulator, served, proxy, tmp_path, provider, level, names):
     env = level_env(level, base_env(tmp_path, emulator), served, proxy)
     before = requests_200(served)
-    outcome = run_client(f"at level {level}", java_cmd(java_cp["sdk-v2"], provider), env)
+    outcome = run_client(f"[Java sdk-v2 {provider}] at level {level}", java_cmd(java_cp["sdk-v2"], provider), env)
     assert_identity(outcome, served, proxy, names, level=level, before_200=before)
     if level == "imds-endpoint":
         # Measured with 2.59.1: no request for `security-credentials-extended/`; the
@@ -112,7 +112,7 @@ V1_CONTAINER = {"EC2ContainerCredentialsProviderWrapper"}
 def test_java_v1_current_container(java_cp, emulator, served, proxy, tmp_path):
     env = level_env("modern", base_env(tmp_path, emulator), served, proxy)
     before = requests_200(served)
-    outcome = run_client("at level modern", java_cmd(java_cp["sdk-v1"]), env)
+    outcome = run_client("[Java sdk-v1] at level modern", java_cmd(java_cp["sdk-v1"]), env)
     assert_identity(outcome, served, proxy, V1_CONTAINER, level="modern", before_200=before)
 
 
@@ -120,7 +120,7 @@ def test_java_v1_current_imds(java_cp, emulator, served, proxy, tmp_path):
     env = level_env("imds-endpoint", base_env(tmp_path, emulator), served, proxy)
     before = requests_200(served)
     cmd = java_cmd(java_cp["sdk-v1"], props={V1_IMDS_PROPERTY: proxy.base_url})
-    outcome = run_client("at level imds-endpoint (system property)", cmd, env)
+    outcome = run_client("[Java sdk-v1] at level imds-endpoint (system property)", cmd, env)
     # The chain's container wrapper falls through to InstanceProfileCredentialsProvider.
     assert_identity(outcome, served, proxy, V1_CONTAINER, level="imds (system property)", before_200=before)
     assert any(k.startswith("GET /latest/meta-data/iam/security-credentials/") for k in proxy.snapshot())
@@ -129,7 +129,7 @@ def test_java_v1_current_imds(java_cp, emulator, served, proxy, tmp_path):
 def test_java_v1_2018_token_env(java_cp, emulator, served, proxy, tmp_path):
     env = level_env("token-env-only", base_env(tmp_path, emulator), served, proxy)
     before = requests_200(served)
-    outcome = run_client("at level token-env", java_cmd(java_cp["sdk-v1-2018"]), env)
+    outcome = run_client("[Java sdk-v1-2018] at level token-env", java_cmd(java_cp["sdk-v1-2018"]), env)
     assert outcome.result and outcome.result.get("version") == "1.11.461", outcome.describe()
     assert_identity(outcome, served, proxy, V1_CONTAINER, level="token-env", before_200=before)
 
@@ -137,5 +137,5 @@ def test_java_v1_2018_token_env(java_cp, emulator, served, proxy, tmp_path):
 def test_java_v1_2018_with_the_token_file_only_gets_401(java_cp, emulator, served, proxy, tmp_path):
     """Why the token-env level exists: 1.11.x never reads AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE."""
     env = level_env("modern", base_env(tmp_path, emulator), served, proxy)
-    outcome = run_client("at level modern", java_cmd(java_cp["sdk-v1-2018"]), env)
+    outcome = run_client("[Java sdk-v1-2018] at level modern", java_cmd(java_cp["sdk-v1-2018"]), env)
     assert_refused(outcome, level="modern", expect="Status Code: 401")
