@@ -71,7 +71,10 @@ go_modules() {
 maven_deps() {
     local h
     h=$(hash_of tests/clients/java/pom.xml tests/clients/java/*/pom.xml)
-    if fresh maven "$h"; then return; fi
+    local repo=${MAVEN_REPO:-$HOME/.m2/repository}
+    if fresh maven "$h" && [[ -d $repo/software/amazon/awssdk/bom/2.59.1 && -d $repo/com/amazonaws/aws-java-sdk-core/1.11.461 ]]; then
+        return
+    fi
     # go-offline misses some plugin dependencies; `package` online fetches the rest. After
     # this, the tests build with `mvn -o`.
     (cd tests/clients/java && mvn -B -q -Dstyle.color=never dependency:go-offline package -DskipTests)
