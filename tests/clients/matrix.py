@@ -15,7 +15,8 @@ paths (`hide_extended`), for an SDK that asks them first. Its count of 200s is c
 passport's own `passport_http_requests_total{status="200"}`.
 
 Every case appends a row to the matrix report (`$PASSPORT_MATRIX_REPORT`, default
-`<tmp>/client-matrix.jsonl`), from which the README's table is made.
+`$TMPDIR/client-matrix.jsonl`, emptied at the start of each pytest session), from which the
+README's table is made.
 """
 
 from __future__ import annotations
@@ -249,6 +250,10 @@ def level_env(level: str, base: dict, served: Passport, proxy: CountingProxy) ->
 def report_path() -> Path:
     raw = os.environ.get("PASSPORT_MATRIX_REPORT")
     return Path(raw) if raw else Path(os.environ.get("TMPDIR", "/tmp")) / "client-matrix.jsonl"
+
+
+# One report per pytest session: emptied when this module is first imported.
+report_path().write_text("")
 
 
 def record(row: dict) -> None:
