@@ -1,33 +1,31 @@
 #!/usr/bin/env bash
-# Run the whole test suite: formatting, lints, the Rust tests, and the real-client tests
-# (botocore/boto3, the AWS CLI, the AWS SDK for JavaScript, aws-config) against the debug
-# binary with moto_server as STS. Needs: the Rust toolchain, Python with
-# tests/clients/requirements.txt installed (moto_server and aws on PATH), Node >= 20.
-# docs/testing.md describes each piece and how to run it alone.
+# Run the whole test suite: formatting, lints, the Rust tests, the real-client tests
+# (botocore/boto3, the AWS CLI, the AWS SDK for JavaScript, aws-config, and the Go and Java
+# SDK matrix) against the debug binary, and the Kubernetes/Helm checks. Needs the
+# toolchains: Rust, Python 3.11, Node >= 20, Go 1.26, JDK 17 + Maven. Everything else is
+# installed from pinned files by tests/setup.sh, which runs first (idempotent: quick when
+# warm). docs/testing.md describes each piece and how to run it alone.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 started=$SECONDS
+last=$SECONDS
 step() {
-    printf '\n==> %s  (%ss)\n' "$*" "$((SECONDS - started))"
+    printf '\n==> %s  (at %ss; previous step %ss)\n' "$*" "$((SECONDS - started))" "$((SECONDS - last))"
+    last=$SECONDS
 }
 
-PYTHON=${PYTHON:-python3}
 target_dir=${CARGO_TARGET_DIR:-target}
 [[ $target_dir == /* ]] || target_dir=$PWD/$target_dir
 export PASSPORT_BIN=${PASSPORT_BIN:-$target_dir/debug/passport}
 
-# Fail early, with a hint, if the client tests' tools are missing.
-missing=()
-command -v node >/dev/null || missing+=("node (Node.js >= 20)")
-command -v kubectl >/dev/null || missing+=("kubectl (with kustomize) for tests/k8s/check.sh")
-command -v moto_server >/dev/null || missing+=("moto_server (pip install -r tests/clients/requirements.txt)")
-command -v aws >/dev/null || missing+=("aws (pip install -r tests/clients/requirements.txt)")
-"$PYTHON" -c 'import boto3, pytest' 2>/dev/null || missing+=("boto3 and pytest for $PYTHON (pip install -r tests/clients/requirements.txt)")
-if ((${#missing[@]})); then
-    printf 'test.sh: missing: %s\n' "${missing[@]}" >&2
-    exit 1
-fi
+# --- setup (issue 19): pinned tools into .venv, node_modules, the Go/Maven caches, $PASSPORT_TOOLS ---
+step tests/setup.sh
+tests/setup.sh
+export PASSPORT_TOOLS=${PASSPORT_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/passport-tools}
+export PATH="$PWD/.venv/bin:$PASSPORT_TOOLS/bin:$PATH"
+PYTHON=${PYTHON:-$PWD/.venv/bin/python}
+# --- end setup ---
 
 step cargo fmt --check
 cargo fmt --check
@@ -41,14 +39,11 @@ cargo build --locked
 step cargo test --locked
 cargo test --locked
 
-step pytest tests/clients
+step pytest tests/clients "(Python, Go and Java clients)"
 # pytest exits 5 when it collects nothing, which set -e turns into a failure.
 "$PYTHON" -m pytest -q -p no:cacheprovider tests/clients
 
 step node --test tests/clients/node/
-if [[ ! -d tests/clients/node/node_modules ]]; then
-    (cd tests/clients/node && npm ci --no-audit --no-fund)
-fi
 node_log=$(mktemp)
 trap 'rm -f "$node_log"' EXIT
 node --test --test-reporter=tap tests/clients/node/ | tee "$node_log"
@@ -70,4 +65,8 @@ tests/legacy/setup.sh
 "$PYTHON" -m pytest -q -p no:cacheprovider tests/legacy
 # --- end legacy SDK suite ----------------------------------------------------------------
 
+step tests/k8s/chart-check.sh
+tests/k8s/chart-check.sh
+
+step done
 printf "\n==> all passed in %ss\n" "$((SECONDS - started))"

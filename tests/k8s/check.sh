@@ -6,7 +6,8 @@
 #
 # Self-contained: installs the pinned PyPI tools (tests/k8s/requirements.txt) into a
 # virtualenv, reused while the pins are unchanged. Needs cargo, python3 and kubectl (for
-# `kubectl kustomize`). Exits non-zero on the first failing step.
+# `kubectl kustomize`) or else kustomize (tests/setup.sh installs it when kubectl is absent).
+# Exits non-zero on the first failing step.
 #
 #   tests/k8s/check.sh
 #   PASSPORT_K8S_VENV=/path/to/venv PASSPORT_BIN=target/debug/passport tests/k8s/check.sh
@@ -23,7 +24,13 @@ step() { printf '== %s\n' "$*"; }
 fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 
 step "tools"
-command -v kubectl >/dev/null || fail "kubectl not found (needed for kubectl kustomize)"
+if command -v kubectl >/dev/null; then
+  render_kustomize() { kubectl kustomize "$1"; }
+elif command -v kustomize >/dev/null; then
+  render_kustomize() { kustomize build "$1"; }
+else
+  fail "neither kubectl nor kustomize found (tests/setup.sh installs kustomize)"
+fi
 stamp="$venv/.requirements.sha256"
 want=$(sha256sum tests/k8s/requirements.txt | cut -d' ' -f1)
 if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
@@ -54,11 +61,11 @@ for d in $dirs; do
   [[ -v "inject_flags[$d]" ]] || fail "k8s/$d: new kustomization, add it to inject_flags in $0"
 done
 
-step "kubectl kustomize"
+step "kustomize build"
 mkdir -p "$work/rendered" "$work/injected"
 for d in $dirs; do
   out="$work/rendered/${d//\//-}.yaml"
-  kubectl kustomize "k8s/$d" > "$out" || fail "k8s/$d does not render"
+  render_kustomize "k8s/$d" > "$out" || fail "k8s/$d does not render"
   echo "   k8s/$d: $(grep -c '^kind:' "$out") objects"
 done
 

@@ -1,0 +1,121 @@
+{{/* The passport image reference: digest wins over tag. */}}
+{{- define "passport.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag }}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels for every object. */}}
+{{- define "passport.labels" -}}
+app.kubernetes.io/name: {{ .name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ .root.Chart.Name }}-{{ .root.Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{/* Pod annotations: Prometheus scraping of :9912, and the IRSA webhook kept away from the
+application containers (with its own token they would bypass passport). */}}
+{{- define "passport.podAnnotations" -}}
+prometheus.io/scrape: 'true'
+prometheus.io/port: '9912'
+prometheus.io/path: /metrics
+eks.amazonaws.com/skip-containers: {{ .containers }}
+{{- end -}}
+
+{{/* Pod security context. */}}
+{{- define "passport.podSecurityContext" -}}
+runAsNonRoot: true
+seccompProfile:
+  type: RuntimeDefault
+fsGroup: {{ .Values.fsGroup }}
+{{- end -}}
+
+{{/* The passport native sidecar: exactly what `passport inject` adds (and k8s/base has). */}}
+{{- define "passport.sidecar" -}}
+- name: passport
+  image: {{ include "passport.image" . }}
+  restartPolicy: Always
+  args:
+  - serve
+  env:
+  - name: PASSPORT_AUTH_TOKEN_FILE
+    value: /var/run/passport/auth-token
+  - name: PASSPORT_DRAIN_DELAY
+    value: {{ .Values.passport.drainDelay }}
+  - name: POD_NAME
+    valueFrom:
+      fieldRef:
+        fieldPath: metadata.name
+  - name: POD_NAMESPACE
+    valueFrom:
+      fieldRef:
+        fieldPath: metadata.namespace
+  ports:
+  - name: passport-admin
+    containerPort: 9912
+    protocol: TCP
+  startupProbe:
+    httpGet:
+      path: /readyz
+      port: passport-admin
+    periodSeconds: 1
+    timeoutSeconds: 1
+    failureThreshold: 120
+  livenessProbe:
+    httpGet:
+      path: /healthz
+      port: passport-admin
+    periodSeconds: 10
+    timeoutSeconds: 2
+    failureThreshold: 3
+  resources:
+    {{- toYaml .Values.passport.resources | nindent 4 }}
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 65532
+    runAsGroup: 65532
+    readOnlyRootFilesystem: true
+    allowPrivilegeEscalation: false
+    capabilities:
+      drop:
+      - ALL
+    seccompProfile:
+      type: RuntimeDefault
+  volumeMounts:
+  - name: passport-auth
+    mountPath: /var/run/passport
+  terminationMessagePolicy: FallbackToLogsOnError
+{{- end -}}
+
+{{/* What an application container gets from passport: environment ... */}}
+{{- define "passport.appEnv" -}}
+- name: AWS_REGION
+  value: {{ .Values.region }}
+- name: AWS_CONTAINER_CREDENTIALS_FULL_URI
+  value: http://127.0.0.1:9911/v1/credentials
+- name: AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE
+  value: /var/run/passport/auth-token
+{{- if .Values.passport.imds }}
+- name: AWS_EC2_METADATA_SERVICE_ENDPOINT
+  value: http://127.0.0.1:9911
+{{- end }}
+- name: NO_PROXY
+  value: 127.0.0.1,localhost
+{{- end -}}
+
+{{/* ... and the read-only mount of the auth token. */}}
+{{- define "passport.appVolumeMounts" -}}
+- name: passport-auth
+  mountPath: /var/run/passport
+  readOnly: true
+{{- end -}}
+
+{{/* The in-memory volume passport writes the auth token to. */}}
+{{- define "passport.volumes" -}}
+- name: passport-auth
+  emptyDir:
+    medium: Memory
+    sizeLimit: 1Mi
+{{- end -}}

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Offline checks for the Helm chart (charts/passport), the sibling of check.sh for k8s/:
+#   - helm lint --strict;
+#   - helm template renders, for the default values and for a digest-pinned variant;
+#   - the rendering is a fixed point of `passport inject` (the sidecar is what inject adds);
+#   - kubernetes-validate --strict against 1.29 and 1.33, and checkov (.checkov.yaml);
+#   - drift: the passport sidecar container, its volume, the application's passport
+#     environment and mounts, and the pod security context in the chart's Deployment and Job
+#     equal those of k8s/base and k8s/examples/check-job, rendered by kustomize.
+#
+# Needs helm (PATH, or $PASSPORT_TOOLS/bin as ./test.sh installs it), kubectl or kustomize,
+# python3. Shares check.sh's virtualenv (kubernetes-validate, checkov; PyYAML comes with them).
+#
+#   tests/k8s/chart-check.sh
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+venv=${PASSPORT_K8S_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/passport-k8s-venv}
+tools=${PASSPORT_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/passport-tools}
+export PATH="$tools/bin:$PATH"
+versions=(1.29.0 1.33.0)
+chart=charts/passport
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+step() { printf '== %s\n' "$*"; }
+fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+
+step "tools"
+command -v helm >/dev/null || fail "helm not found (./test.sh installs it: go install helm.sh/helm/v4/cmd/helm@v4.3.2)"
+helm version --short
+stamp="$venv/.requirements.sha256"
+want=$(sha256sum tests/k8s/requirements.txt | cut -d' ' -f1)
+if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/k8s/requirements.txt
+  echo "$want" > "$stamp"
+fi
+kv=("$venv/bin/kubernetes-validate" --strict --quiet)
+if [[ -z "${PASSPORT_BIN:-}" ]]; then
+  cargo build --quiet --bin passport
+  PASSPORT_BIN=target/debug/passport
+fi
+bin=$PASSPORT_BIN
+render_kustomize() {
+  if command -v kubectl >/dev/null; then kubectl kustomize "$1"; else kustomize build "$1"; fi
+}
+
+step "helm lint --strict"
+helm lint --strict "$chart" || fail "helm lint"
+
+step "helm template"
+mkdir -p "$work/chart"
+helm template passport "$chart" > "$work/chart/default.yaml" || fail "helm template (defaults)"
+helm template passport "$chart" --set image.digest=sha256:0000000000000000000000000000000000000000000000000000000000000000 \
+  --set passport.imds=false > "$work/chart/digest-no-imds.yaml" || fail "helm template (digest, no IMDS)"
+grep -q 'image: ghcr.io/passport-dev/passport@sha256:0000' "$work/chart/digest-no-imds.yaml" || fail "image.digest is not used"
+if grep -q AWS_EC2_METADATA_SERVICE_ENDPOINT "$work/chart/digest-no-imds.yaml"; then fail "passport.imds=false still sets the IMDS endpoint"; fi
+for f in "$work"/chart/*.yaml; do
+  echo "   $(basename "$f"): $(grep '^kind:' "$f" | awk '{print $2}' | sort | uniq -c | awk '{printf "%s %s, ", $1, $2}')"
+done
+
+step "the chart's rendering is a fixed point of passport inject"
+"$bin" inject "$work/chart/default.yaml" > "$work/fixed.yaml" || fail "inject on the chart"
+diff -u "$work/chart/default.yaml" "$work/fixed.yaml" || fail "the chart differs from \`passport inject\` output: the sidecar spec drifted"
+
+step "kubernetes-validate --strict against ${versions[*]}"
+for v in "${versions[@]}"; do
+  "${kv[@]}" -k "$v" "$work"/chart/*.yaml || fail "chart against $v"
+  echo "   $v: ok"
+done
+
+step "checkov (skips and reasons: .checkov.yaml)"
+"$venv/bin/checkov" --config-file .checkov.yaml --skip-download -d "$work/chart" > "$work/checkov.txt" 2>&1 || {
+  cat "$work/checkov.txt"; fail "checkov"; }
+grep -E 'Passed checks|Failed checks' "$work/checkov.txt" | sed 's/^/   /'
+
+step "drift: chart vs kustomize (sidecar, volume, application env and mounts, pod securityContext)"
+render_kustomize k8s/base > "$work/base.yaml" || fail "k8s/base does not render"
+render_kustomize k8s/examples/check-job > "$work/check-job.yaml" || fail "k8s/examples/check-job does not render"
+"$venv/bin/python" - "$work/chart/default.yaml" "$work/base.yaml" "$work/check-job.yaml" <<'PY' || fail "the chart and kustomize drifted (above)"
+import json, sys
+import yaml
+
+chart, base, job = ([d for d in yaml.safe_load_all(open(p)) if d] for p in sys.argv[1:4])
+
+def pod(docs, kind):
+    found = [d for d in docs if d["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]["spec"]["template"]["spec"]
+
+def parts(spec, app):
+    (sidecar,) = [c for c in spec["initContainers"] if c["name"] == "passport"]
+    (container,) = [c for c in spec["containers"] if c["name"] == app]
+    return {
+        "passport sidecar container": sidecar,
+        "passport-auth volume": [v for v in spec["volumes"] if v["name"] == "passport-auth"],
+        f"{app} env": container.get("env"),
+        f"{app} volumeMounts": container.get("volumeMounts"),
+        "pod securityContext": spec.get("securityContext"),
+        "serviceAccount token automount": spec.get("automountServiceAccountToken"),
+    }
+
+problems = 0
+for what, kind, app, ours, theirs in (
+    ("Deployment", "Deployment", "app", chart, base),
+    ("Job", "Job", "check", chart, job),
+):
+    mine, kust = parts(pod(ours, kind), app), parts(pod(theirs, kind), app)
+    for key in mine:
+        if mine[key] != kust[key]:
+            problems += 1
+            print(f"DRIFT in the {what}'s {key}:\n  chart:     {json.dumps(mine[key], sort_keys=True)}\n  kustomize: {json.dumps(kust[key], sort_keys=True)}")
+        else:
+            print(f"   {what}: {key} identical")
+sys.exit(1 if problems else 0)
+PY
+
+echo "chart checks: all passed"
