@@ -21,9 +21,12 @@ export PASSPORT_BIN=${PASSPORT_BIN:-$target_dir/debug/passport}
 missing=()
 command -v node >/dev/null || missing+=("node (Node.js >= 20)")
 command -v kubectl >/dev/null || missing+=("kubectl (with kustomize) for tests/k8s/check.sh")
+# tests/k8s/control-plane builds etcd, kube-apiserver and kubectl from tests/k8s/controlplane-src.
+command -v go >/dev/null || missing+=("go (>= 1.26) for tests/k8s/control-plane")
+command -v openssl >/dev/null || missing+=("openssl for tests/k8s/control-plane")
 command -v moto_server >/dev/null || missing+=("moto_server (pip install -r tests/clients/requirements.txt)")
 command -v aws >/dev/null || missing+=("aws (pip install -r tests/clients/requirements.txt)")
-"$PYTHON" -c 'import boto3, pytest' 2>/dev/null || missing+=("boto3 and pytest for $PYTHON (pip install -r tests/clients/requirements.txt)")
+"$PYTHON" -c 'import boto3, pytest, yaml' 2>/dev/null || missing+=("boto3, pytest and PyYAML for $PYTHON (pip install -r tests/clients/requirements.txt)")
 if ((${#missing[@]})); then
     printf 'test.sh: missing: %s\n' "${missing[@]}" >&2
     exit 1
@@ -60,5 +63,14 @@ fi
 
 step tests/k8s/check.sh
 tests/k8s/check.sh
+
+# --- real Kubernetes control plane (docs/testing.md, "Against a real API server") ---
+# Builds etcd, kube-apiserver and kubectl once (cached outside the repo by a hash of
+# tests/k8s/controlplane-src), then the pytest module starts them on loopback and stops them.
+step tests/k8s/control-plane build
+tests/k8s/control-plane build >/dev/null
+step pytest tests/k8s/test_apiserver.py
+"$PYTHON" -m pytest -q -p no:cacheprovider tests/k8s/test_apiserver.py
+# --- end real control plane ---
 
 printf "\n==> all passed in %ss\n" "$((SECONDS - started))"
