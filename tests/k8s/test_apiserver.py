@@ -590,7 +590,7 @@ def test_check_reports_the_real_claims(cluster: Cluster, irsa: Irsa):
     env = {k: v for k, v in os.environ.items() if k not in SHADOWING}
     env.update(AWS_WEB_IDENTITY_TOKEN_FILE=str(token_file), AWS_ROLE_ARN=ROLE_ARN, AWS_REGION="us-east-1",
                AWS_DEFAULT_REGION="us-east-1", AWS_ROLE_SESSION_NAME=SESSION, AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
-    args = ["check", "--trust-policy", str(irsa.trust_policy), "--sts-endpoint", irsa.emulator_url, "--no-identity"]
+    args = ["check", "--trust-policy", str(irsa.trust_policy), "--no-identity"]
     text = passport(*args, env=env, check=False)
     print(text.stdout)
     assert text.returncode == 0, text.stdout + text.stderr
