@@ -2,7 +2,8 @@
 # Run the whole test suite: formatting, lints, the Rust tests, and the real-client tests
 # (botocore/boto3, the AWS CLI, the AWS SDK for JavaScript, aws-config) against the debug
 # binary with moto_server as STS. Needs: the Rust toolchain, Python with
-# tests/clients/requirements.txt installed (moto_server and aws on PATH), Node >= 20.
+# tests/clients/requirements.txt installed (moto_server and aws on PATH), Node >= 20, and
+# for the real Kubernetes control plane Go >= 1.26, openssl and curl.
 # docs/testing.md describes each piece and how to run it alone.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -24,6 +25,7 @@ command -v kubectl >/dev/null || missing+=("kubectl (with kustomize) for tests/k
 # tests/k8s/control-plane builds etcd, kube-apiserver and kubectl from tests/k8s/controlplane-src.
 command -v go >/dev/null || missing+=("go (>= 1.26) for tests/k8s/control-plane")
 command -v openssl >/dev/null || missing+=("openssl for tests/k8s/control-plane")
+command -v curl >/dev/null || missing+=("curl for tests/k8s/control-plane")
 command -v moto_server >/dev/null || missing+=("moto_server (pip install -r tests/clients/requirements.txt)")
 command -v aws >/dev/null || missing+=("aws (pip install -r tests/clients/requirements.txt)")
 "$PYTHON" -c 'import boto3, pytest, yaml' 2>/dev/null || missing+=("boto3, pytest and PyYAML for $PYTHON (pip install -r tests/clients/requirements.txt)")
