@@ -2,7 +2,8 @@
 # Run the whole test suite: formatting, lints, the Rust tests, the real-client tests
 # (botocore/boto3, the AWS CLI, the AWS SDK for JavaScript, aws-config, and the Go and Java
 # SDK matrix) against the debug binary, and the Kubernetes/Helm checks. Needs the
-# toolchains: Rust, Python 3.11, Node >= 20, Go 1.26, JDK 17 + Maven. Everything else is
+# toolchains: Rust, Python 3.11, Node >= 20, Go 1.26 (also for the real Kubernetes
+# control plane, with openssl and curl), JDK 17 + Maven. Everything else is
 # installed from pinned files by tests/setup.sh, which runs first (idempotent: quick when
 # warm). docs/testing.md describes each piece and how to run it alone.
 set -euo pipefail
@@ -64,6 +65,15 @@ step tests/legacy
 tests/legacy/setup.sh
 "$PYTHON" -m pytest -q -p no:cacheprovider tests/legacy
 # --- end legacy SDK suite ----------------------------------------------------------------
+
+# --- real Kubernetes control plane (docs/testing.md, "Against a real API server") ---
+# Builds etcd, kube-apiserver and kubectl once (cached outside the repo by a hash of
+# tests/k8s/controlplane-src), then the pytest module starts them on loopback and stops them.
+step tests/k8s/control-plane build
+tests/k8s/control-plane build >/dev/null
+step pytest tests/k8s/test_apiserver.py
+"$PYTHON" -m pytest -q -p no:cacheprovider tests/k8s/test_apiserver.py
+# --- end real control plane ---
 
 step tests/k8s/chart-check.sh
 tests/k8s/chart-check.sh
