@@ -124,29 +124,23 @@ impl Report {
 struct Lines(Vec<Check>);
 
 impl Lines {
-    fn pass(&mut self, m: impl Into<String>) {
+    fn push(&mut self, status: Status, m: impl Into<String>) {
         self.0.push(Check {
-            status: Status::Pass,
+            status,
             message: m.into(),
         });
+    }
+    fn pass(&mut self, m: impl Into<String>) {
+        self.push(Status::Pass, m);
     }
     fn warn(&mut self, m: impl Into<String>) {
-        self.0.push(Check {
-            status: Status::Warn,
-            message: m.into(),
-        });
+        self.push(Status::Warn, m);
     }
     fn fail(&mut self, m: impl Into<String>) {
-        self.0.push(Check {
-            status: Status::Fail,
-            message: m.into(),
-        });
+        self.push(Status::Fail, m);
     }
     fn info(&mut self, m: impl Into<String>) {
-        self.0.push(Check {
-            status: Status::Info,
-            message: m.into(),
-        });
+        self.push(Status::Info, m);
     }
     fn section(self, name: &'static str) -> Section {
         Section {

@@ -63,7 +63,7 @@ pub const RELATIVE_URI_LISTEN: &str = "127.0.0.1:9913";
 pub const SKIP_CONTAINERS: &str = "eks.amazonaws.com/skip-containers";
 
 /// Exit status for input that cannot be injected (sysexits EX_DATAERR).
-pub const EXIT_DATAERR: u8 = 65;
+pub const EXIT_DATAERR: u8 = crate::args::EXIT_DATA;
 /// Exit status when the input file cannot be read (sysexits EX_NOINPUT).
 pub const EXIT_NOINPUT: u8 = 66;
 

@@ -145,23 +145,17 @@ impl Server {
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin
-            .as_ref()
-            .map(|l| l.local_addr().expect("bound listener has an address"))
+        bound_addr(&self.admin)
     }
 
     /// The unauthenticated credentials-only listener, when configured.
     pub fn relative_uri_addr(&self) -> Option<SocketAddr> {
-        self.relative
-            .as_ref()
-            .map(|l| l.local_addr().expect("bound listener has an address"))
+        bound_addr(&self.relative)
     }
 
     /// The [::1] listener, when asked for and IPv6 is available.
     pub fn ipv6_addr(&self) -> Option<SocketAddr> {
-        self.ipv6
-            .as_ref()
-            .map(|l| l.local_addr().expect("bound listener has an address"))
+        bound_addr(&self.ipv6)
     }
 
     /// Serve until `stop` is cancelled, then let in-flight requests finish for up to
@@ -445,6 +439,13 @@ pub fn log_listening(server: &Server) {
     if let Some(addr) = server.relative_uri_addr() {
         warn!(address = %addr, "unauthenticated credentials listener (--relative-uri-listen): any process that can reach it gets the credentials, as with IMDSv1");
     }
+}
+
+/// The address of an optional bound listener.
+fn bound_addr(listener: &Option<TcpListener>) -> Option<SocketAddr> {
+    listener
+        .as_ref()
+        .map(|l| l.local_addr().expect("bound listener has an address"))
 }
 
 #[cfg(test)]
