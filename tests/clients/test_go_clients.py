@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import EMULATOR_ROLE_ARN, REPO_ROOT, SESSION_NAME
+from conftest import EMULATOR_ROLE_ARN, SESSION_NAME
 from matrix import (  # noqa: F401  (fixtures)
     ASSUMED_ARN,
     Outcome,
@@ -36,29 +35,7 @@ from matrix import (  # noqa: F401  (fixtures)
     run_client,
     served,
 )
-
-GO_DIR = REPO_ROOT / "tests" / "clients" / "go"
-GO_LEGACY_DIR = REPO_ROOT / "tests" / "clients" / "go-legacy"
-BUILD_TIMEOUT = 900
-
-
-def go_build(module: Path, out: Path) -> None:
-    go = shutil.which("go")
-    if go is None:
-        pytest.fail("go is not on PATH: install Go 1.26 (./test.sh needs it for the Go client matrix)")
-    env = dict(os.environ, GOPROXY="off", GOFLAGS="-mod=readonly -buildvcs=false", CGO_ENABLED="0")
-    done = subprocess.run(
-        [go, "build", "-o", str(out) + "/", "./cmd/..."],
-        cwd=module,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 0, (
-        f"go build in {module} failed (modules missing? run `go mod download` there first):\n{done.stderr}"
-    )
+from sdkbuild import BUILD_TIMEOUT, GO_DIR, GO_LEGACY_DIR, go_build
 
 
 @pytest.fixture(scope="module")

@@ -20,14 +20,8 @@ program hands the variable to `withEndpointConfiguration`.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
 
-from conftest import REPO_ROOT
 from matrix import (  # noqa: F401  (fixtures)
     assert_identity,
     assert_refused,
@@ -38,39 +32,15 @@ from matrix import (  # noqa: F401  (fixtures)
     run_client,
     served,
 )
+from sdkbuild import java_classpaths, java_cmd
 
-JAVA_DIR = REPO_ROOT / "tests" / "clients" / "java"
-MODULES = ("sdk-v2", "sdk-v1", "sdk-v1-2018")
 V1_IMDS_PROPERTY = "com.amazonaws.sdk.ec2MetadataServiceEndpointOverride"
 
 
 @pytest.fixture(scope="module")
 def java_cp() -> dict[str, str]:
     """Each module's runtime classpath, after an offline `mvn package`."""
-    mvn, java = shutil.which("mvn"), shutil.which("java")
-    if mvn is None or java is None:
-        pytest.fail("mvn and java must be on PATH (JDK 17 + Maven) for the Java client matrix")
-    done = subprocess.run(
-        [mvn, "-B", "-o", "-q", "-Dstyle.color=never", "package", "-DskipTests"],
-        cwd=JAVA_DIR,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 0, (
-        "mvn -o package failed (dependencies not resolved? ./test.sh runs "
-        f"`mvn dependency:go-offline package` online first):\n{done.stdout[-4000:]}{done.stderr[-2000:]}"
-    )
-    paths = {}
-    for module in MODULES:
-        target = JAVA_DIR / module / "target"
-        paths[module] = f"{target / 'classes'}:{(target / 'classpath.txt').read_text().strip()}"
-    return paths
-
-
-def java_cmd(cp: str, *args: str, props: dict | None = None) -> list[str]:
-    return ["java", *(f"-D{k}={v}" for k, v in (props or {}).items()), "-cp", cp, "passport.clients.Main", *args]
+    return java_classpaths()
 
 
 # v2 reports the source as a business-metric id, which the program names.

@@ -3,8 +3,10 @@
 Each "pod" is a network namespace (netns.py) holding `passport emulator` (OIDC issuer and
 SigV4-verifying STS on 127.0.0.1:9401), `passport serve` configured exactly as the rendered
 kustomization says (manifest.py), the overlay's own iptables redirect rules, and the
-application: botocore 1.12.0 / boto3 1.9.0 in this suite's virtualenv, or aws-sdk 2.382.0
-under Node, given only the application container's environment from the same manifest.
+application: botocore 1.12.0 / boto3 1.9.0 in this suite's virtualenv, aws-sdk 2.382.0
+under Node, or the 2018 aws-sdk-go v1.15.78 and AWS SDK for Java 1.11.461 programs of
+tests/clients (built by its sdkbuild.py), given only the application container's
+environment from the same manifest.
 
 Run tests/legacy/setup.sh first (./test.sh does). Needs root for `ip netns` and iptables;
 where namespaces are impossible the suite skips with a loud reason, and under CI=true it
@@ -13,6 +15,7 @@ fails instead.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import secrets
@@ -43,6 +46,24 @@ SHARED_KEY = "auth-token"
 
 STARTUP_TIMEOUT = 30.0
 EXIT_TIMEOUT = 5.0
+#: The compiled 2018 1.x clients: they read credentials READERS x READS times concurrently
+#: first (the single-flight check), then call GetCallerIdentity.
+COMPILED_CLIENTS = ("go-1.15.78", "java-1.11.461")
+READERS = 32
+READS = 10
+
+
+def _load_sdkbuild():
+    """tests/clients/sdkbuild.py, loaded by path (both suites have a module `conftest`)."""
+    spec = importlib.util.spec_from_file_location("sdkbuild", REPO_ROOT / "tests" / "clients" / "sdkbuild.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+sdkbuild = _load_sdkbuild()
+#: client -> argv, filled by the `built_clients` fixture on first use.
+_built: dict[str, list[str]] = {}
 
 
 def passport_bin() -> Path:
@@ -246,18 +267,50 @@ class LegacyPod:
             return [str(legacy_python()), str(HERE / "clients" / "botocore_client.py"), EMULATOR]
         if client == "aws-sdk":
             return ["node", str(HERE / "clients" / "awssdk_client.js"), EMULATOR]
+        if client in COMPILED_CLIENTS:
+            assert client in _built, f"{client}: request the `built_clients` fixture and call it first"
+            return _built[client]
         raise ValueError(client)
 
-    def run_client(self, client: str, env: dict[str, str], timeout: float = 60) -> ClientResult:
+    @staticmethod
+    def client_env(client: str, env: dict[str, str]) -> dict[str, str]:
+        """The 1.x programs take the STS endpoint in code, from AWS_ENDPOINT_URL_STS (their
+        SDKs never read it); the others get it as an argument."""
+        if client not in COMPILED_CLIENTS:
+            return env
+        env = dict(env)
+        env.update(
+            {
+                "AWS_ENDPOINT_URL_STS": EMULATOR,
+                "CLIENT_READERS": str(READERS),
+                "CLIENT_READS": str(READS),
+                "AWS_JAVA_V1_DISABLE_DEPRECATION_ANNOUNCEMENT": "true",
+            }
+        )
+        env.setdefault("AWS_REGION", "us-east-1")
+        return env
+
+    def run_client(self, client: str, env: dict[str, str], timeout: float = 120) -> ClientResult:
         argv = self.client_argv(client)
         started = time.monotonic()
-        done = self.ns.run(*argv, env=env, timeout=timeout)
+        done = self.ns.run(*argv, env=self.client_env(client, env), timeout=timeout)
         seconds = time.monotonic() - started
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         try:
-            raw = json.loads(done.stdout.strip().splitlines()[-1])
+            raw = json.loads(lines[-1])
         except (IndexError, ValueError):
             raise AssertionError(f"{client} printed no result (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
-        return ClientResult(bool(raw.get("ok")) and done.returncode == 0, raw, done.stderr.strip(), seconds)
+        ok = raw.get("ok") if "ok" in raw else "error" not in raw  # the 1.x programs: "error" or not
+        return ClientResult(bool(ok) and done.returncode == 0, raw, done.stderr.strip(), seconds)
+
+    def requests(self, status: int = 200) -> int:
+        """passport's own count of answers with `status` (its /metrics on the admin listener)."""
+        answer = self.probe("http://127.0.0.1:9912/metrics")
+        assert answer["status"] == 200, answer
+        for line in answer["body"].splitlines():
+            if line.startswith(f'passport_http_requests_total{{status="{status}"}}'):
+                return int(float(line.split()[-1]))
+        return 0
 
     def served_access_key(self, token: str | None = None) -> str:
         """The access key passport serves now (the main listener, authenticated)."""
@@ -265,6 +318,23 @@ class LegacyPod:
         answer = self.probe("http://127.0.0.1:9911/v1/credentials", headers)
         assert answer["status"] == 200, answer
         return json.loads(answer["body"])["AccessKeyId"]
+
+
+@pytest.fixture(scope="session")
+def built_clients(tmp_path_factory):
+    """`built_clients(client)` builds a compiled client on first use (no-op for the others)."""
+
+    def need(client: str) -> None:
+        if client in _built or client not in COMPILED_CLIENTS:
+            return
+        if client == "go-1.15.78":
+            out = tmp_path_factory.mktemp("go-legacy-bin")
+            sdkbuild.go_build(sdkbuild.GO_LEGACY_DIR, out)
+            _built[client] = [str(out / "sdkclient-legacy")]
+        else:
+            _built[client] = sdkbuild.java_cmd(sdkbuild.java_classpaths()["sdk-v1-2018"])
+
+    return need
 
 
 def new_token() -> str:

@@ -1,10 +1,10 @@
 """Real old SDK releases get credentials from passport at every level their version supports.
 
-Matrix: {botocore 1.12.0 + boto3 1.9.0, aws-sdk 2.382.0} x {modern, token-env, relative-uri,
-imds}. Each level is a pod rendered from its kustomization (k8s/base and the overlays);
-each client gets only the application container's environment from that manifest, and
-must call the emulator's GetCallerIdentity (SigV4 verified) as the assumed role, with the
-very key passport serves. Where a version cannot work at a level, the test asserts the
+Matrix: {botocore 1.12.0 + boto3 1.9.0, aws-sdk 2.382.0, aws-sdk-go 1.15.78, AWS SDK for
+Java 1.11.461} x {modern, token-env, relative-uri, imds}. Each level is a pod rendered from
+its kustomization (k8s/base and the overlays); each client gets only the application
+container's environment from that manifest, and must call the emulator's
+GetCallerIdentity (SigV4 verified) as the assumed role, with the very key passport serves. Where a version cannot work at a level, the test asserts the
 failure the user would see, so the README table stays measured, not claimed.
 """
 
@@ -18,7 +18,16 @@ import time
 
 import pytest
 
-from conftest import ASSUMED_ARN, SHARED_KEY, SHARED_SECRET, new_token, passport_bin
+from conftest import (
+    ASSUMED_ARN,
+    COMPILED_CLIENTS,
+    READERS,
+    READS,
+    SHARED_KEY,
+    SHARED_SECRET,
+    new_token,
+    passport_bin,
+)
 
 #: level -> kustomization rendering it.
 LEVELS = {
@@ -27,12 +36,16 @@ LEVELS = {
     "relative-uri": "overlays/relative-uri",
     "imds": "overlays/imds-redirect",
 }
+#: The script clients (every test); the compiled 2018 Go/Java 1.x ones join the level matrix.
 CLIENTS = ("botocore", "aws-sdk")
+GO, JAVA = COMPILED_CLIENTS
 
 #: (client, level) -> None when it must work, else the reason it cannot (asserted).
 CANNOT = {
     ("botocore", "modern"): "botocore < 1.32.0 ignores AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: no Authorization, 401",
     ("aws-sdk", "modern"): "aws-sdk < 2.1550.0 ignores AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: no Authorization, 401",
+    (GO, "modern"): "aws-sdk-go < 1.47.11 ignores AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: no Authorization, 401",
+    (JAVA, "modern"): "aws-java-sdk 1.11.x never reads AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: no Authorization, 401",
 }
 #: What the credential provider reports when it works, per level.
 PROVIDER = {
@@ -42,7 +55,18 @@ PROVIDER = {
     ("aws-sdk", "token-env"): "RemoteCredentials",
     ("aws-sdk", "relative-uri"): "RemoteCredentials",
     ("aws-sdk", "imds"): "EC2MetadataCredentials",
+    (GO, "token-env"): "CredentialsEndpointProvider",
+    (GO, "relative-uri"): "CredentialsEndpointProvider",
+    (GO, "imds"): "EC2RoleProvider",
+    # The 1.x chain's wrapper picks the container provider or, with no container
+    # variable, InstanceProfileCredentialsProvider; the chain names only the wrapper.
+    (JAVA, "token-env"): "EC2ContainerCredentialsProviderWrapper",
+    (JAVA, "relative-uri"): "EC2ContainerCredentialsProviderWrapper",
+    (JAVA, "imds"): "EC2ContainerCredentialsProviderWrapper",
 }
+#: The compiled clients' credential requests answered 200 for READERS x READS reads: one
+#: fetch (IMDS: the role listing, then the role's credentials).
+FETCH_200 = {"token-env": 1, "relative-uri": 1, "imds": 2}
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +85,11 @@ def pods(pod_factory):
 
 
 @pytest.mark.parametrize("level", list(LEVELS))
-@pytest.mark.parametrize("client", CLIENTS)
-def test_client_at_level(pods, client, level):
+@pytest.mark.parametrize("client", CLIENTS + COMPILED_CLIENTS)
+def test_client_at_level(pods, built_clients, client, level):
+    built_clients(client)
     pod = pods(level)
+    before = pod.requests(200), pod.requests(401)
     result = pod.run_client(client, pod.app_env())
     print(f"{client} @ {level}: {result.raw} ({result.seconds:.2f}s)")
     if (client, level) in CANNOT:
@@ -71,6 +97,12 @@ def test_client_at_level(pods, client, level):
         text = json.dumps(result.raw)
         if client == "botocore":
             assert "(401)" in text and "MissingAuthorization" in text, text
+        elif client == GO:
+            # v1.15's chain reports only that no provider worked; passport's 401 is the why.
+            assert "NoCredentialProviders" in text, text
+            assert pod.requests(401) > before[1], "aws-sdk-go 1.15.78 never asked passport"
+        elif client == JAVA:
+            assert "Status Code: 401" in text, text
         else:
             # aws-sdk v2 turns any 4xx into a bare `Error` (message null, no status): all a
             # user sees. Its container provider alone fails, and passport's answer to a
@@ -85,7 +117,13 @@ def test_client_at_level(pods, client, level):
     token = pod.pod.secrets.get(SHARED_SECRET, {}).get(SHARED_KEY) if level == "token-env" else None
     if token is None:
         token = (pod.pod.volumes["passport-auth"] / "auth-token").read_text()
-    assert result.raw["access_key"] == pod.served_access_key(token)
+    served = pod.served_access_key(token)
+    assert (result.raw.get("access_key") or result.raw.get("access_key_id")) == served, result.raw
+    if client in COMPILED_CLIENTS:
+        # Single flight: READERS threads x READS reads, one key, one fetch from passport.
+        assert result.raw["reads"] == READERS * READS and result.raw["distinct_keys"] == 1, result.raw
+        fetched = pod.requests(200) - before[0] - 1  # less served_access_key's own request
+        assert fetched == FETCH_200[level], f"{client} at {level}: {fetched} requests answered 200, expected {FETCH_200[level]}"
 
 
 @pytest.mark.parametrize("client", CLIENTS)
