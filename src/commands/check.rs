@@ -598,12 +598,14 @@ async fn http_call(
     Ok((parts.status.as_u16(), parts.headers, body))
 }
 
+/// Check a credentials body as SDKs read it; the credentials, labelled `via`, if usable.
 fn check_credentials_body(
     body: &[u8],
     now: SystemTime,
     imds: bool,
+    via: &'static str,
     l: &mut Lines,
-) -> Option<(String, Secret, Option<Secret>)> {
+) -> Option<Fetched> {
     let value: serde_json::Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(_) => {
@@ -652,11 +654,12 @@ fn check_credentials_body(
     if let Some(account) = field("AccountId") {
         l.info(format!("AccountId {account}"));
     }
-    Some((
-        field("AccessKeyId")?.to_owned(),
-        Secret::new(field("SecretAccessKey")?),
-        field("Token").map(Secret::new),
-    ))
+    Some(Fetched {
+        access_key_id: field("AccessKeyId")?.to_owned(),
+        secret_access_key: Secret::new(field("SecretAccessKey")?),
+        session_token: field("Token").map(Secret::new),
+        via,
+    })
 }
 
 /// SDKs before late 2023 send AWS_CONTAINER_AUTHORIZATION_TOKEN, not the file: when the
@@ -713,14 +716,7 @@ async fn check_relative_uri(relative: &str, now: SystemTime, l: &mut Lines) -> O
             l.pass(format!(
                 "{url} answered 200 without a token (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI)"
             ));
-            let (access_key_id, secret_access_key, session_token) =
-                check_credentials_body(&body, now, false, l)?;
-            Some(Fetched {
-                access_key_id,
-                secret_access_key,
-                session_token,
-                via: "container endpoint (RELATIVE_URI)",
-            })
+            check_credentials_body(&body, now, false, "container endpoint (RELATIVE_URI)", l)
         }
     }
 }
@@ -788,14 +784,7 @@ async fn check_container_endpoint(
             {
                 l.warn("Content-Type is not application/json");
             }
-            let (access_key_id, secret_access_key, session_token) =
-                check_credentials_body(&body, now, false, l)?;
-            Some(Fetched {
-                access_key_id,
-                secret_access_key,
-                session_token,
-                via: "container endpoint",
-            })
+            check_credentials_body(&body, now, false, "container endpoint", l)
         }
     }
 }
@@ -866,16 +855,7 @@ async fn check_imds(base: &str, now: SystemTime, l: &mut Lines) -> Option<Fetche
     )
     .await
     {
-        Ok((200, _, body)) => {
-            let (access_key_id, secret_access_key, session_token) =
-                check_credentials_body(&body, now, true, l)?;
-            Some(Fetched {
-                access_key_id,
-                secret_access_key,
-                session_token,
-                via: "IMDS",
-            })
-        }
+        Ok((200, _, body)) => check_credentials_body(&body, now, true, "IMDS", l),
         Ok((status, _, _)) => {
             l.fail(format!("IMDS credentials answered {status}"));
             None
