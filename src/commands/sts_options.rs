@@ -63,6 +63,7 @@ pub struct ChainArgs {
     #[arg(
         long,
         env = "PASSPORT_EXTERNAL_ID",
+        hide_env_values = true,
         conflicts_with = "external_id_file"
     )]
     pub external_id: Option<String>,

@@ -11,6 +11,7 @@ signatures, names the chained role.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import boto3
@@ -106,3 +107,14 @@ def test_the_external_id_never_reaches_the_log(chained):
     log = server.log.read_text(errors="replace")
     assert "refreshed credentials" in log
     assert EXTERNAL_ID not in log
+
+
+def test_the_external_id_never_reaches_help_or_errors():
+    """clap prints an env variable's value in --help unless told not to; an external id is a
+    shared secret, so neither --help nor a usage error may show it."""
+    env = dict(os.environ, PASSPORT_EXTERNAL_ID="planted-external-id-value")
+    for argv in (["serve", "--help"], ["serve", "--role-arn", "bad"]):
+        done = subprocess.run(
+            [str(passport_bin()), *argv], env=env, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
+        )
+        assert "planted-external-id-value" not in done.stdout + done.stderr, argv
