@@ -126,19 +126,10 @@ pub struct StsSettings {
 #[derive(Debug, Clone)]
 pub struct StsSource {
     client: aws_sdk_sts::Client,
-    settings: StsSettings,
 }
 
 impl StsSource {
     pub fn new(settings: &StsSettings) -> Self {
-        let config = Self::config(settings);
-        Self {
-            client: aws_sdk_sts::Client::from_conf(config.build()),
-            settings: settings.clone(),
-        }
-    }
-
-    fn config(settings: &StsSettings) -> aws_sdk_sts::config::Builder {
         let timeouts = aws_sdk_sts::config::timeout::TimeoutConfig::builder()
             .connect_timeout(settings.connect_timeout)
             .operation_attempt_timeout(settings.attempt_timeout)
@@ -153,7 +144,9 @@ impl StsSource {
         if let Some(endpoint) = &settings.endpoint {
             config = config.endpoint_url(endpoint);
         }
-        config
+        Self {
+            client: aws_sdk_sts::Client::from_conf(config.build()),
+        }
     }
 }
 
@@ -189,8 +182,8 @@ impl crate::chain::RoleAssumer for StsSource {
         call: &'a crate::chain::AssumeRoleCall,
     ) -> BoxFuture<'a, Result<Credentials, SourceError>> {
         Box::pin(async move {
-            // Signed with the first hop's keys: a client of its own, built per call (once
-            // per refresh), so the keys live no longer than the call.
+            // Signed with the first hop's keys, given to this one call only: the same
+            // client (connection pool, TLS) as the web-identity exchange, which is unsigned.
             let signer = aws_sdk_sts::config::Credentials::new(
                 &caller.access_key_id,
                 caller.secret_access_key.expose(),
@@ -198,13 +191,9 @@ impl crate::chain::RoleAssumer for StsSource {
                 Some(caller.expiration),
                 "passport-first-hop",
             );
-            let client = aws_sdk_sts::Client::from_conf(
-                Self::config(&self.settings)
-                    .credentials_provider(signer)
-                    .build(),
-            );
             let s = &call.settings;
-            let mut request = client
+            let mut request = self
+                .client
                 .assume_role()
                 .role_arn(s.role_arn.as_str())
                 .role_session_name(s.session_name.as_str())
@@ -237,6 +226,8 @@ impl crate::chain::RoleAssumer for StsSource {
                 .as_ref()
                 .map_or(String::new(), |e| e.expose().to_owned());
             let output = request
+                .customize()
+                .config_override(aws_sdk_sts::Config::builder().credentials_provider(signer))
                 .send()
                 .await
                 .map_err(|e| classify_sdk_error(e, &secret))?;
