@@ -42,14 +42,12 @@ pub const MIN_SHARED_TOKEN_LEN: usize = 32;
 /// trailing newline (botocore, Go and Rust reject one; `kubectl create secret --from-file`
 /// of an `echo`ed file adds one). The error never contains the token.
 pub fn validate_shared(bytes: &[u8]) -> Result<Secret, String> {
-    if bytes.ends_with(b"\n") || bytes.ends_with(b"\r") {
-        return Err("ends with a newline, which SDKs refuse to send (create the Secret with --from-literal, or strip it)".into());
-    }
-    if let Some(i) = bytes.iter().position(|b| !(0x21..0x7f).contains(b)) {
-        return Err(format!(
-            "byte {} is not a visible ASCII character: an HTTP header cannot carry it unchanged",
-            i + 1
-        ));
+    match header_problem(bytes) {
+        Some(HeaderProblem::TrailingNewline) => return Err("ends with a newline, which SDKs refuse to send (create the Secret with --from-literal, or strip it)".into()),
+        Some(HeaderProblem::NotVisibleAscii(position)) => return Err(format!(
+            "byte {position} is not a visible ASCII character: an HTTP header cannot carry it unchanged"
+        )),
+        None => {}
     }
     if bytes.len() < MIN_SHARED_TOKEN_LEN {
         return Err(format!(
@@ -59,6 +57,26 @@ pub fn validate_shared(bytes: &[u8]) -> Result<Secret, String> {
     }
     // Visible ASCII is UTF-8.
     Ok(Secret::new(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+/// Why an SDK would not send a token unchanged as `Authorization`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderProblem {
+    /// botocore, Go and Rust refuse to send a token ending in a newline.
+    TrailingNewline,
+    /// The 1-based position of a byte that is not visible ASCII.
+    NotVisibleAscii(usize),
+}
+
+/// `None` when every SDK sends `bytes` unchanged as a header value.
+pub fn header_problem(bytes: &[u8]) -> Option<HeaderProblem> {
+    if bytes.ends_with(b"\n") || bytes.ends_with(b"\r") {
+        return Some(HeaderProblem::TrailingNewline);
+    }
+    bytes
+        .iter()
+        .position(|b| !(0x21..0x7f).contains(b))
+        .map(|i| HeaderProblem::NotVisibleAscii(i + 1))
 }
 
 /// Read and check a shared token file.

@@ -14,6 +14,7 @@ use http_body_util::{BodyExt, Empty};
 use serde::Serialize;
 
 use crate::compat::CONTAINER_VARIABLES;
+use passport_core::auth::{HeaderProblem, header_problem};
 use passport_core::secret::Secret;
 use passport_core::token::{Claims, decode_claims};
 
@@ -317,18 +318,26 @@ fn check_environment(env: &dyn Fn(&str) -> Option<String>) -> (Section, Option<P
                 every other SDK uses RELATIVE; set only the one your level uses");
     }
     let token_value = env("AWS_CONTAINER_AUTHORIZATION_TOKEN");
-    let token_file_content =
-        env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").and_then(|p| std::fs::read(p).ok());
-    match env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
-        Some(path) => match std::fs::read(&path) {
+    // Read once: the checks below and the comparison with the token value use the same bytes.
+    let token_file = env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").map(|path| {
+        let content = std::fs::read(&path);
+        (path, content)
+    });
+    let token_file_content = token_file
+        .as_ref()
+        .and_then(|(_, content)| content.as_ref().ok().cloned());
+    match &token_file {
+        Some((path, content)) => match content {
             Ok(bytes) if bytes.is_empty() => l.fail(format!("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={path} is empty")),
-            Ok(bytes) if bytes.ends_with(b"\n") || bytes.ends_with(b"\r") => l.fail(format!(
-                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={path} ends with a newline: botocore, Go and Rust reject it"
-            )),
-            Ok(bytes) if !bytes.iter().all(|b| (0x21..0x7f).contains(b)) => {
-                l.fail(format!("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={path} holds non-printable characters"))
-            }
-            Ok(bytes) => l.pass(format!("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={path} ({} bytes, no trailing newline)", bytes.len())),
+            Ok(bytes) => match header_problem(bytes) {
+                None => l.pass(format!("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={path} ({} bytes, no trailing newline)", bytes.len())),
+                Some(HeaderProblem::TrailingNewline) => l.fail(format!(
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={path} ends with a newline: botocore, Go and Rust reject it"
+                )),
+                Some(HeaderProblem::NotVisibleAscii(_)) => {
+                    l.fail(format!("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={path} holds non-printable characters"))
+                }
+            },
             Err(e) => l.fail(format!("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={path} cannot be read: {e}")),
         },
         None if full_uri.is_some() && token_value.is_none() => l.warn(
@@ -339,7 +348,7 @@ fn check_environment(env: &dyn Fn(&str) -> Option<String>) -> (Section, Option<P
     if let Some(value) = &token_value {
         let value = Secret::new(value.clone());
         let bytes = value.expose().as_bytes();
-        if !bytes.iter().all(|b| (0x21..0x7f).contains(b)) {
+        if header_problem(bytes).is_some() {
             l.fail("AWS_CONTAINER_AUTHORIZATION_TOKEN holds spaces, newlines or non-printable characters: SDKs refuse to send it");
         } else {
             match &token_file_content {
