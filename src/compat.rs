@@ -91,35 +91,30 @@ pub fn env_lines(t: &EnvTarget<'_>) -> String {
     );
     let file = shell_quote(&t.token_file.to_string_lossy());
     match t.level {
-        Compat::Modern => {
+        Compat::Modern | Compat::TokenEnv => {
             out.push_str(&format!(
-                "export AWS_CONTAINER_CREDENTIALS_FULL_URI={}\n",
+                "export {}={}\n",
+                env::CONTAINER_FULL_URI,
                 shell_quote(&url)
             ));
             out.push_str(&format!(
-                "export AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={file}\n"
+                "export {}={file}\n",
+                env::CONTAINER_AUTH_TOKEN_FILE
             ));
-            unset.extend([
-                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-                "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-            ]);
-        }
-        Compat::TokenEnv => {
-            out.push_str(&format!(
-                "export AWS_CONTAINER_CREDENTIALS_FULL_URI={}\n",
-                shell_quote(&url)
-            ));
-            out.push_str(&format!(
-                "export AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={file}\n"
-            ));
-            out.push_str(&format!(
-                "export AWS_CONTAINER_AUTHORIZATION_TOKEN=\"$(cat {file})\"\n"
-            ));
-            unset.push("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+            unset.push(env::CONTAINER_RELATIVE_URI);
+            if t.level == Compat::TokenEnv {
+                out.push_str(&format!(
+                    "export {}=\"$(cat {file})\"\n",
+                    env::CONTAINER_AUTH_TOKEN
+                ));
+            } else {
+                unset.push(env::CONTAINER_AUTH_TOKEN);
+            }
         }
         Compat::RelativeUri => {
             out.push_str(&format!(
-                "export AWS_CONTAINER_CREDENTIALS_RELATIVE_URI={}\n",
+                "export {}={}\n",
+                env::CONTAINER_RELATIVE_URI,
                 passport_core::server::container::PATH
             ));
             if let Some(relative) = t.relative_uri_listen {
@@ -130,9 +125,9 @@ pub fn env_lines(t: &EnvTarget<'_>) -> String {
                 ));
             }
             unset.extend([
-                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                env::CONTAINER_FULL_URI,
+                env::CONTAINER_AUTH_TOKEN,
+                env::CONTAINER_AUTH_TOKEN_FILE,
             ]);
         }
         Compat::Imds => {
@@ -147,7 +142,8 @@ pub fn env_lines(t: &EnvTarget<'_>) -> String {
     if t.imds {
         // No trailing slash: the Java SDK concatenates paths onto it.
         out.push_str(&format!(
-            "export AWS_EC2_METADATA_SERVICE_ENDPOINT=http://{}\n",
+            "export {}=http://{}\n",
+            env::EC2_METADATA_SERVICE_ENDPOINT,
             t.listen
         ));
         out.push_str(&format!(
@@ -261,5 +257,30 @@ mod tests {
         assert!(!Compat::TokenEnv.needs_redirect());
         assert!(Compat::RelativeUri.needs_redirect());
         assert!(Compat::Imds.needs_redirect());
+    }
+
+    #[test]
+    fn env_lines_quote_paths() {
+        let modern = |file: &str, imds: bool| {
+            env_lines(&EnvTarget {
+                level: Compat::Modern,
+                listen: "127.0.0.1:9911".parse().unwrap(),
+                token_file: Path::new(file),
+                relative_uri_listen: None,
+                imds,
+            })
+        };
+        let text = modern("/tmp/it's here/token", true);
+        assert!(text.contains("export AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:9911\n"));
+        assert!(text.contains("export NO_PROXY=127.0.0.1${NO_PROXY:+,$NO_PROXY}\n"));
+        let text_without_imds = modern("/a", false);
+        assert!(!text_without_imds.contains("METADATA"));
+        assert!(text.contains(
+            "export AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:9911/v1/credentials\n"
+        ));
+        assert!(text.contains(
+            "export AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE='/tmp/it'\\''s here/token'\n"
+        ));
+        assert!(text.contains("unset AWS_ACCESS_KEY_ID"));
     }
 }

@@ -357,24 +357,6 @@ pub fn main(args: ServeArgs, env: env::Lookup<'_>) -> ExitCode {
     }
 }
 
-/// The environment an application needs to use passport at the `modern` level: the
-/// container endpoint (which every SDK's chain tries before IMDS), the IMDS endpoint for
-/// tools that only know that one, and the variables that would shadow both removed. Other
-/// levels: [`crate::compat::env_lines`].
-pub fn env_lines(
-    listen: std::net::SocketAddr,
-    auth_token_file: &std::path::Path,
-    imds: bool,
-) -> String {
-    crate::compat::env_lines(&crate::compat::EnvTarget {
-        level: Compat::Modern,
-        listen,
-        token_file: auth_token_file,
-        relative_uri_listen: None,
-        imds,
-    })
-}
-
 pub async fn run(config: ServeConfig) -> ExitCode {
     let signals = match Signals::install() {
         Ok(signals) => signals,
@@ -489,30 +471,6 @@ mod tests {
     }
 
     const ROLE: &str = "arn:aws:iam::111122223333:role/app";
-
-    #[test]
-    fn env_lines_quote_paths() {
-        let text = env_lines(
-            "127.0.0.1:9911".parse().unwrap(),
-            std::path::Path::new("/tmp/it's here/token"),
-            true,
-        );
-        assert!(text.contains("export AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:9911\n"));
-        assert!(text.contains("export NO_PROXY=127.0.0.1${NO_PROXY:+,$NO_PROXY}\n"));
-        let text_without_imds = env_lines(
-            "127.0.0.1:9911".parse().unwrap(),
-            std::path::Path::new("/a"),
-            false,
-        );
-        assert!(!text_without_imds.contains("METADATA"));
-        assert!(text.contains(
-            "export AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:9911/v1/credentials\n"
-        ));
-        assert!(text.contains(
-            "export AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE='/tmp/it'\\''s here/token'\n"
-        ));
-        assert!(text.contains("unset AWS_ACCESS_KEY_ID"));
-    }
 
     #[test]
     fn valid_minimal_config() {
