@@ -23,6 +23,7 @@ use crate::emulator::faults::{FaultState, Faults, StsError};
 use crate::emulator::issuer::{SigningKey, discovery_document};
 use crate::emulator::sigv4;
 use crate::trust_policy::{self, TrustPolicy};
+use passport_core::aws::RoleArn;
 use passport_core::clock::{Clock, format_rfc3339_seconds};
 use passport_core::secret::Secret;
 
@@ -488,15 +489,13 @@ fn verify_token(state: &State, jwt: &str) -> Result<Verified, StsError> {
     })
 }
 
-fn parse_role_arn(arn: &str) -> Option<(&str, &str)> {
-    let rest = arn.strip_prefix("arn:aws:iam::")?;
-    let (account, resource) = rest.split_once(':')?;
-    let path_and_name = resource.strip_prefix("role/")?;
-    let name = path_and_name.rsplit('/').next()?;
-    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) || name.is_empty() {
-        return None;
-    }
-    Some((account, name))
+/// The role `arn` names (`None`: no such role in any emulated account), or STS's
+/// ValidationError for an ARN that is not a role ARN.
+fn lookup_role<'a>(state: &'a State, arn: &str) -> Result<Option<&'a Role>, StsError> {
+    let arn: RoleArn = arn
+        .parse()
+        .map_err(|_| StsError::new(400, "ValidationError", "Request ARN is invalid"))?;
+    Ok(state.roles.get(&role_key(arn.account_id(), arn.name())))
 }
 
 fn assume_role_with_web_identity(
@@ -542,19 +541,15 @@ fn assume_role_with_web_identity(
         session.unwrap_or_default(),
         token.unwrap_or_default(),
     );
-    let (account, role_name) = parse_role_arn(role_arn)
-        .ok_or_else(|| StsError::new(400, "ValidationError", "Request ARN is invalid"))?;
+    let role = lookup_role(state, role_arn)?;
 
     let verified = verify_token(state, token)?;
 
     let denied = || StsError::new(403, "AccessDenied", NOT_AUTHORIZED);
-    let role = state
-        .roles
-        .get(&role_key(account, role_name))
-        .ok_or_else(|| {
-            tracing::info!(role_arn, "no such role in the emulated account");
-            denied()
-        })?;
+    let role = role.ok_or_else(|| {
+        tracing::info!(role_arn, "no such role in the emulated account");
+        denied()
+    })?;
     let call = trust_policy::WebIdentityCall {
         account_id: role.account_id.clone(),
         issuer: verified.issuer.clone(),
@@ -816,8 +811,7 @@ fn assume_role(
     if duration > 3600 {
         return Err(StsError::new(400, "ValidationError", CHAINED_DURATION));
     }
-    let (account, role_name) = parse_role_arn(role_arn)
-        .ok_or_else(|| StsError::new(400, "ValidationError", "Request ARN is invalid"))?;
+    let role = lookup_role(state, role_arn)?;
     let denied = |action: &str| {
         StsError::new(
             403,
@@ -828,10 +822,7 @@ fn assume_role(
             ),
         )
     };
-    let role = state
-        .roles
-        .get(&role_key(account, role_name))
-        .ok_or_else(|| denied(trust_policy::ASSUME_ROLE))?;
+    let role = role.ok_or_else(|| denied(trust_policy::ASSUME_ROLE))?;
     let call = trust_policy::AssumeRoleCall {
         caller_role_arn: caller.role_arn(),
         role_session_name: session.to_owned(),
@@ -920,12 +911,16 @@ mod tests {
 
     #[test]
     fn role_arns_and_ids() {
-        assert_eq!(
-            parse_role_arn("arn:aws:iam::111122223333:role/path/to/app"),
-            Some(("111122223333", "app"))
+        let arn: RoleArn = "arn:aws:iam::111122223333:role/path/to/app"
+            .parse()
+            .unwrap();
+        assert_eq!((arn.account_id(), arn.name()), ("111122223333", "app"));
+        assert!("arn:aws:iam::1111:role/app".parse::<RoleArn>().is_err());
+        assert!(
+            "arn:aws:iam::111122223333:user/app"
+                .parse::<RoleArn>()
+                .is_err()
         );
-        assert_eq!(parse_role_arn("arn:aws:iam::1111:role/app"), None);
-        assert_eq!(parse_role_arn("arn:aws:iam::111122223333:user/app"), None);
         let id = role_id_for("111122223333", "app");
         assert_eq!(id.len(), 21);
         assert!(id.starts_with("AROA"));
