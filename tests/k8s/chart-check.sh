@@ -14,38 +14,17 @@
 #   tests/k8s/chart-check.sh
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$root"
-venv=${PASSPORT_K8S_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/passport-k8s-venv}
+# helm and (where kubectl is absent) kustomize, as tests/setup.sh installs them.
 tools=${PASSPORT_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/passport-tools}
 export PATH="$tools/bin:$PATH"
-versions=(1.29.0 1.33.0)
+# shellcheck source=tests/k8s/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 chart=charts/passport
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-
-step() { printf '== %s\n' "$*"; }
-fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 
 step "tools"
 command -v helm >/dev/null || fail "helm not found (./test.sh installs it: go install helm.sh/helm/v4/cmd/helm@v4.3.2)"
 helm version --short
-stamp="$venv/.requirements.sha256"
-want=$(sha256sum tests/k8s/requirements.txt | cut -d' ' -f1)
-if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/k8s/requirements.txt
-  echo "$want" > "$stamp"
-fi
-kv=("$venv/bin/kubernetes-validate" --strict --quiet)
-if [[ -z "${PASSPORT_BIN:-}" ]]; then
-  cargo build --quiet --bin passport
-  PASSPORT_BIN=target/debug/passport
-fi
-bin=$PASSPORT_BIN
-render_kustomize() {
-  if command -v kubectl >/dev/null; then kubectl kustomize "$1"; else kustomize build "$1"; fi
-}
+k8s_tools
 
 step "helm lint --strict"
 helm lint --strict "$chart" || fail "helm lint"

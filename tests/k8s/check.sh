@@ -13,37 +13,11 @@
 #   PASSPORT_K8S_VENV=/path/to/venv PASSPORT_BIN=target/debug/passport tests/k8s/check.sh
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$root"
-venv=${PASSPORT_K8S_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/passport-k8s-venv}
-versions=(1.29.0 1.33.0)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-
-step() { printf '== %s\n' "$*"; }
-fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=tests/k8s/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 step "tools"
-if command -v kubectl >/dev/null; then
-  render_kustomize() { kubectl kustomize "$1"; }
-elif command -v kustomize >/dev/null; then
-  render_kustomize() { kustomize build "$1"; }
-else
-  fail "neither kubectl nor kustomize found (tests/setup.sh installs kustomize)"
-fi
-stamp="$venv/.requirements.sha256"
-want=$(sha256sum tests/k8s/requirements.txt | cut -d' ' -f1)
-if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/k8s/requirements.txt
-  echo "$want" > "$stamp"
-fi
-kv=("$venv/bin/kubernetes-validate" --strict --quiet)
-if [[ -z "${PASSPORT_BIN:-}" ]]; then
-  cargo build --quiet --bin passport
-  PASSPORT_BIN=target/debug/passport
-fi
-bin=$PASSPORT_BIN
+k8s_tools
 
 # kustomization dir -> flags under which its rendering must be a fixed point of inject.
 declare -A inject_flags=(
