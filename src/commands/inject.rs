@@ -280,6 +280,38 @@ pub fn inject_str(
     }
 }
 
+/// Add passport to one pod template (a mapping with `metadata` and `spec`; a Pod is its own
+/// template): the very mutation `inject` applies to each workload, for callers that hold a
+/// single pod (the admission webhook). `name` names it in messages. Refusals (e.g.
+/// `hostNetwork`) come back as `Err`, leaving `template` unchanged.
+pub fn inject_pod_template(
+    template: &mut Mapping,
+    opts: &Options,
+    name: &str,
+    warn: &mut dyn FnMut(String),
+) -> Result<(), Vec<String>> {
+    if !template.get("spec").is_some_and(Value::is_mapping) {
+        return Err(vec![format!("{name}: no pod spec")]);
+    }
+    let mut refused = Vec::new();
+    let mut work = template.clone();
+    let mut ctx = Ctx {
+        opts,
+        document: 0,
+        pods: &mut Vec::new(),
+        refused: &mut refused,
+        matched: &mut BTreeSet::new(),
+        warn,
+    };
+    ctx.pod(&mut work, name);
+    if refused.is_empty() {
+        *template = work;
+        Ok(())
+    } else {
+        Err(refused)
+    }
+}
+
 /// `passport inject`.
 pub fn main(args: &InjectArgs) -> ExitCode {
     let opts = match Options::from_args(args) {
@@ -360,6 +392,7 @@ fn split_documents(input: &str) -> Vec<Document<'_>> {
 
 struct Ctx<'a, 'w> {
     opts: &'a Options,
+    /// 1-based index of the YAML document, for messages; 0 for a single pod (the webhook).
     document: usize,
     /// The namespace (if named) of every pod template injected.
     pods: &'a mut Vec<Option<String>>,
@@ -412,6 +445,15 @@ fn insert_before(map: &mut Mapping, k: &str, v: Value, before: Option<&str>) {
 }
 
 impl Ctx<'_, '_> {
+    /// Where a message is about: "document N: ", or nothing for a single pod.
+    fn place(&self) -> String {
+        if self.document == 0 {
+            String::new()
+        } else {
+            format!("document {}: ", self.document)
+        }
+    }
+
     fn object(&mut self, value: &mut Value, list_item: Option<usize>) {
         let Some(kind) = str_at(value, &["kind"]).map(str::to_owned) else {
             return;
@@ -467,8 +509,8 @@ impl Ctx<'_, '_> {
             .expect("checked by the caller");
         if spec.get("hostNetwork").and_then(Value::as_bool) == Some(true) {
             self.refused.push(format!(
-                "document {}: {name}: hostNetwork: true; passport serves credentials on 127.0.0.1, which would be the node's loopback, open to every pod on the node",
-                self.document
+                "{}{name}: hostNetwork: true; passport serves credentials on 127.0.0.1, which would be the node's loopback, open to every pod on the node",
+                self.place()
             ));
             return;
         }
@@ -539,9 +581,9 @@ impl Ctx<'_, '_> {
                     continue;
                 }
                 if list == "initContainers" && !native {
+                    let place = self.place();
                     (self.warn)(format!(
-                        "document {}: {name}: init container {cname:?} runs before a plain passport container; it gets no credentials env",
-                        self.document
+                        "{place}{name}: init container {cname:?} runs before a plain passport container; it gets no credentials env"
                     ));
                     continue;
                 }
@@ -1157,5 +1199,29 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("Pod n/p"), "{text}");
         assert!(text.contains("hostNetwork"), "{text}");
+    }
+
+    #[test]
+    fn one_pod_template_gets_the_same_mutation_as_a_document() {
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: a, image: x}]\n";
+        let whole: Value = serde_norway::from_str(&run(pod, &Options::default())).unwrap();
+        let Value::Mapping(mut single) = serde_norway::from_str(pod).unwrap() else {
+            unreachable!()
+        };
+        inject_pod_template(&mut single, &Options::default(), "Pod p", &mut |w| {
+            panic!("unexpected warning: {w}")
+        })
+        .unwrap();
+        assert_eq!(Value::Mapping(single), whole);
+
+        let host = "metadata: {name: h}\nspec:\n  hostNetwork: true\n  containers: [{name: a, image: x}]\n";
+        let Value::Mapping(mut template) = serde_norway::from_str(host).unwrap() else {
+            unreachable!()
+        };
+        let before = template.clone();
+        let refused = inject_pod_template(&mut template, &Options::default(), "Pod h", &mut |_| {})
+            .unwrap_err();
+        assert!(refused[0].starts_with("Pod h: hostNetwork"), "{refused:?}");
+        assert_eq!(template, before, "a refused pod is left as it was");
     }
 }
