@@ -99,6 +99,10 @@ pub struct InjectArgs {
     /// Set AWS_REGION on passport (clusters without the EKS IRSA webhook).
     #[arg(long)]
     pub region: Option<String>,
+    /// Chain into this role (PASSPORT_CHAIN_ROLE_ARN on passport): after the web-identity
+    /// exchange, passport assumes it with `sts:AssumeRole` and serves its credentials.
+    #[arg(long, value_name = "ARN")]
+    pub chain_role_arn: Option<String>,
     /// Point the applications' IMDS clients at passport too (AWS_EC2_METADATA_SERVICE_ENDPOINT) [default].
     #[arg(long, overrides_with = "no_imds")]
     pub imds: bool,
@@ -134,6 +138,7 @@ pub struct Options {
     pub image: String,
     pub role_arn: Option<String>,
     pub region: Option<String>,
+    pub chain_role_arn: Option<String>,
     pub imds: bool,
     /// `None`: every regular container.
     pub containers: Option<Vec<String>>,
@@ -149,6 +154,7 @@ impl Default for Options {
             image: DEFAULT_IMAGE.into(),
             role_arn: None,
             region: None,
+            chain_role_arn: None,
             imds: true,
             containers: None,
             native: true,
@@ -174,6 +180,11 @@ impl Options {
         {
             problems.push(format!("--region {region:?}: {why}"));
         }
+        if let Some(arn) = &args.chain_role_arn
+            && let Err(why) = arn.parse::<passport_core::aws::RoleArn>()
+        {
+            problems.push(format!("--chain-role-arn {arn:?}: {why}"));
+        }
         let containers: Vec<String> = args
             .containers
             .iter()
@@ -198,6 +209,7 @@ impl Options {
             image: args.image.clone(),
             role_arn: args.role_arn.clone(),
             region: args.region.clone(),
+            chain_role_arn: args.chain_role_arn.clone(),
             imds: !args.no_imds,
             containers: (!containers.is_empty()).then_some(containers),
             native: !args.no_native_sidecar,
@@ -1069,6 +1081,11 @@ pub fn sidecar_container(opts: &Options) -> Mapping {
     if let Some(region) = &opts.region {
         extra_env.push_str(&format!("- name: AWS_REGION\n  value: {region}\n"));
     }
+    if let Some(arn) = &opts.chain_role_arn {
+        extra_env.push_str(&format!(
+            "- name: PASSPORT_CHAIN_ROLE_ARN\n  value: {arn}\n"
+        ));
+    }
     let token_mount = if opts.role_arn.is_some() {
         format!(
             "- name: {TOKEN_VOLUME}\n  mountPath: /var/run/secrets/eks.amazonaws.com/serviceaccount\n  readOnly: true\n"
@@ -1140,6 +1157,21 @@ volumeMounts:
     match yaml(&text) {
         Value::Mapping(m) => m,
         _ => unreachable!("a mapping"),
+    }
+}
+
+#[cfg(test)]
+impl InjectArgs {
+    fn parse_from_for_test(flags: &[&str]) -> Self {
+        use clap::{FromArgMatches, Parser};
+        #[derive(Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            args: InjectArgs,
+        }
+        let matches = <Cmd as clap::CommandFactory>::command()
+            .get_matches_from(std::iter::once("inject").chain(flags.iter().copied()));
+        Cmd::from_arg_matches(&matches).unwrap().args
     }
 }
 
@@ -1223,5 +1255,24 @@ mod tests {
             .unwrap_err();
         assert!(refused[0].starts_with("Pod h: hostNetwork"), "{refused:?}");
         assert_eq!(template, before, "a refused pod is left as it was");
+    }
+
+    #[test]
+    fn chain_role_arn_reaches_the_sidecar_env_and_is_validated() {
+        let opts = Options {
+            chain_role_arn: Some("arn:aws:iam::444455556666:role/target".into()),
+            ..Options::default()
+        };
+        let c = sidecar_container(&opts);
+        let env = serde_norway::to_string(c.get("env").unwrap()).unwrap();
+        assert!(
+            env.contains(
+                "name: PASSPORT_CHAIN_ROLE_ARN\n  value: arn:aws:iam::444455556666:role/target"
+            ),
+            "{env}"
+        );
+        let args = InjectArgs::parse_from_for_test(&["--chain-role-arn", "not-an-arn"]);
+        let err = Options::from_args(&args).unwrap_err().to_string();
+        assert!(err.contains("--chain-role-arn \"not-an-arn\""), "{err}");
     }
 }
