@@ -1,0 +1,209 @@
+//! `passport webhook`: a mutating admission webhook that adds the passport sidecar to pods
+//! labelled `passport.dev/inject: "true"`, with the role from the ServiceAccount's (or the
+//! pod's) `passport.dev/role-arn` annotation.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`review`] | AdmissionReview → decision (pure): opt-in, annotations, denials, the patch |
+//! | [`patch`] | the element-wise JSON Patch between two documents |
+//! | [`service_accounts`] | the ServiceAccount watch cache, with a GET on a miss |
+//! | [`tls`] | the serving certificate, reloaded when its files change |
+//! | [`server`] | HTTPS: `/mutate`, `/healthz`, `/readyz`, `/metrics` |
+//!
+//! The mutation is [`inject::inject_pod_template`], exactly what `passport inject` does to a
+//! pod template, so the two cannot drift apart. It fails loudly: a pod that opted in but
+//! whose role cannot be found, or whose annotations are wrong, is denied with a message
+//! naming the ServiceAccount and the annotation; the chart registers the webhook with
+//! `failurePolicy: Fail`, so a webhook that is down blocks opted-in pods rather than
+//! letting them start without credentials.
+
+pub mod patch;
+pub mod review;
+pub mod server;
+pub mod service_accounts;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use crate::args::{ConfigErrors, EXIT_UNAVAILABLE, EXIT_USAGE};
+use crate::commands::inject;
+
+/// Flags of `passport webhook`.
+#[derive(Debug, Clone, Args)]
+#[command(after_long_help = "\
+Serves POST /mutate (AdmissionReview v1, Pods on CREATE), /healthz, /readyz (once the \
+ServiceAccount cache has synced) and /metrics over HTTPS.
+
+A pod opts in with the label passport.dev/inject: \"true\". Its role is the annotation \
+passport.dev/role-arn of the pod, else of its ServiceAccount. Optional, pod first, then \
+ServiceAccount: passport.dev/chain-role-arn, passport.dev/compat (modern, token-env, \
+relative-uri, imds). Pod only: passport.dev/skip-containers (containers that get no \
+credentials env, comma-separated). An opted-in pod without a role, or with a bad \
+annotation, or with hostNetwork, is denied with a message saying why.
+
+Install it with the Helm chart (charts/passport, webhook.enabled=true).")]
+pub struct WebhookArgs {
+    /// Address to serve HTTPS on.
+    #[arg(long, default_value = "0.0.0.0:9443", value_name = "ADDR")]
+    pub listen: String,
+    /// Serving certificate (PEM chain); re-read when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Its private key (PEM); re-read when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// kubeconfig to reach the API server [default: the in-cluster configuration].
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// passport image for the injected sidecar.
+    #[arg(long, default_value = inject::DEFAULT_IMAGE)]
+    pub image: String,
+    /// AWS_REGION for the injected sidecar.
+    #[arg(long)]
+    pub region: Option<String>,
+}
+
+/// Validated flags.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub kubeconfig: Option<PathBuf>,
+    pub base: inject::Options,
+}
+
+impl Config {
+    pub fn from_args(args: &WebhookArgs) -> Result<Self, ConfigErrors> {
+        let mut problems = ConfigErrors::default();
+        let listen = problems.parse("--listen", &args.listen, |s| {
+            s.parse::<SocketAddr>()
+                .map_err(|_| "expected IP:PORT, e.g. 0.0.0.0:9443")
+        });
+        let mut file = |flag: &str, path: &Option<PathBuf>| match path {
+            None => {
+                problems.push(format!("{flag}: required"));
+                None
+            }
+            Some(p) if !p.is_file() => {
+                problems.push(format!("{flag} {}: not a readable file", p.display()));
+                None
+            }
+            Some(p) => Some(p.clone()),
+        };
+        let cert = file("--tls-cert-file", &args.tls_cert_file);
+        let key = file("--tls-key-file", &args.tls_key_file);
+        if let Some(k) = &args.kubeconfig
+            && !k.is_file()
+        {
+            problems.push(format!("--kubeconfig {}: not a readable file", k.display()));
+        }
+        if args.image.trim().is_empty() || args.image.chars().any(char::is_whitespace) {
+            problems.push(format!("--image {:?}: not an image reference", args.image));
+        }
+        if let Some(region) = &args.region {
+            problems.check(
+                "--region",
+                region,
+                region.parse::<passport_core::aws::Region>(),
+            );
+        }
+        if let (Some(c), Some(k)) = (&cert, &key)
+            && let Err(e) = tls::load(c, k, &tls::provider())
+        {
+            problems.push(format!("--tls-cert-file/--tls-key-file: {e}"));
+        }
+        problems.into_result()?;
+        let (Some(listen), Some(cert), Some(key)) = (listen, cert, key) else {
+            unreachable!("every None recorded a problem");
+        };
+        Ok(Self {
+            listen,
+            cert,
+            key,
+            kubeconfig: args.kubeconfig.clone(),
+            base: inject::Options {
+                image: args.image.clone(),
+                region: args.region.clone(),
+                secret: false,
+                ..Default::default()
+            },
+        })
+    }
+}
+
+/// `passport webhook`.
+pub fn main(args: &WebhookArgs) -> ExitCode {
+    let config = match Config::from_args(args) {
+        Ok(c) => c,
+        Err(e) => return super::usage(e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("passport webhook: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_UNAVAILABLE);
+        }
+    };
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> ExitCode {
+    let signals = match super::Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("passport webhook: cannot install signal handlers: {e}");
+            return ExitCode::from(EXIT_UNAVAILABLE);
+        }
+    };
+    let client = match service_accounts::Kube::client(config.kubeconfig.as_deref()).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("invalid configuration (1 problem):\n  - {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let tls = match tls::Reloading::new(config.cert.clone(), config.key.clone(), tls::provider()) {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            eprintln!("invalid configuration (1 problem):\n  - {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("passport webhook: cannot listen on {}: {e}", config.listen);
+            return ExitCode::from(EXIT_UNAVAILABLE);
+        }
+    };
+    let state = Arc::new(server::State {
+        base: config.base.clone(),
+        service_accounts: Arc::new(service_accounts::Kube::start(client)),
+        metrics: Default::default(),
+    });
+    tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "passport webhook serving");
+    let stop = CancellationToken::new();
+    let trigger = stop.clone();
+    tokio::spawn(async move {
+        signals.wait().await;
+        trigger.cancel();
+    });
+    match server::serve(listener, tls, state, stop).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("passport webhook: {e}");
+            ExitCode::from(EXIT_UNAVAILABLE)
+        }
+    }
+}
