@@ -17,6 +17,7 @@
 //! `failurePolicy: Fail`, so a webhook that is down blocks opted-in pods rather than
 //! letting them start without credentials.
 
+pub mod certs;
 pub mod patch;
 pub mod review;
 pub mod server;
