@@ -36,6 +36,39 @@ helm template passport "$chart" --set image.digest=sha256:0000000000000000000000
   --set passport.imds=false > "$work/chart/digest-no-imds.yaml" || fail "helm template (digest, no IMDS)"
 grep -q 'image: ghcr.io/passport-dev/passport@sha256:0000' "$work/chart/digest-no-imds.yaml" || fail "image.digest is not used"
 if grep -q AWS_EC2_METADATA_SERVICE_ENDPOINT "$work/chart/digest-no-imds.yaml"; then fail "passport.imds=false still sets the IMDS endpoint"; fi
+# --- webhook (issue 16): rendered in both certificate modes, then validated and checked
+# with the rest (kubernetes-validate warns, without failing, that it has no schema for
+# cert-manager's Issuer and Certificate). Not part of the inject fixed point below: the
+# webhook's own Deployment is not injected.
+for mode in cert-manager self-managed; do
+  helm template passport "$chart" --namespace passport-system --set webhook.enabled=true \
+    --set webhook.certificates=$mode > "$work/chart/webhook-$mode.yaml" || fail "helm template (webhook, $mode)"
+  helm lint --strict "$chart" --set webhook.enabled=true --set webhook.certificates=$mode >/dev/null || fail "helm lint (webhook, $mode)"
+done
+"$venv/bin/python" - "$work"/chart/webhook-*.yaml <<'PY' || fail "webhook configuration"
+import sys
+import yaml
+for path in sys.argv[1:]:
+    docs = [d for d in yaml.safe_load_all(open(path)) if d]
+    (mwc,) = [d for d in docs if d["kind"] == "MutatingWebhookConfiguration"]
+    (hook,) = mwc["webhooks"]
+    assert hook["failurePolicy"] == "Fail", hook
+    assert hook["reinvocationPolicy"] == "IfNeeded" and hook["sideEffects"] == "None", hook
+    assert hook["timeoutSeconds"] <= 5 and hook["admissionReviewVersions"] == ["v1"], hook
+    assert hook["objectSelector"] == {"matchLabels": {"passport.dev/inject": "true"}}, hook
+    assert {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]} in hook["namespaceSelector"]["matchExpressions"], hook
+    (deploy,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "passport-webhook"]
+    assert deploy["spec"]["replicas"] == 2
+    assert any(d["kind"] == "PodDisruptionBudget" for d in docs)
+    (role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    sa_rules = [r for r in role["rules"] if "serviceaccounts" in r["resources"]]
+    assert sa_rules == [{"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "list", "watch"]}], role
+    print(f"   {path.rsplit('/', 1)[-1]}: webhook configuration as required")
+PY
+if helm template passport "$chart" --set webhook.enabled=true --set webhook.timeoutSeconds=10 >/dev/null 2>&1; then
+  fail "webhook.timeoutSeconds=10 rendered"
+fi
+# --- end webhook
 for f in "$work"/chart/*.yaml; do
   echo "   $(basename "$f"): $(grep '^kind:' "$f" | awk '{print $2}' | sort | uniq -c | awk '{printf "%s %s, ", $1, $2}')"
 done
