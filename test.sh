@@ -73,6 +73,10 @@ step tests/k8s/control-plane build
 tests/k8s/control-plane build >/dev/null
 step pytest tests/k8s/test_apiserver.py
 "$PYTHON" -m pytest -q -p no:cacheprovider tests/k8s/test_apiserver.py
+# --- webhook (issue 16): passport webhook registered with a real kube-apiserver
+step pytest tests/k8s/test_webhook.py
+"$PYTHON" -m pytest -q -p no:cacheprovider tests/k8s/test_webhook.py
+# --- end webhook
 # --- end real control plane ---
 
 step tests/k8s/chart-check.sh

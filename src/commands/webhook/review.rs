@@ -399,7 +399,7 @@ pub fn decide(req: &Request, base: &inject::Options, sa: &SaLookup) -> Response 
             format!("passport: {pod}: internal error serialising the pod"),
         );
     };
-    let ops = patch::diff(&before, &after);
+    let ops = without_default_removals(patch::diff(&before, &after), &before);
     let mut response = Response::new(
         req,
         if ops.is_empty() {
@@ -411,6 +411,38 @@ pub fn decide(req: &Request, base: &inject::Options, sa: &SaLookup) -> Response 
     response.patch = ops;
     response.warnings = warnings;
     response
+}
+
+/// Fields the API server fills in with a default when they are absent, and that default.
+/// inject writes the probes, field references and token volume it owns whole, without
+/// them; on reinvocation the API server has defaulted them in between, and removing a field
+/// that holds its default changes nothing (the server sets it again). Such removals are
+/// dropped, so a pod that already has the sidecar gets an empty patch.
+const SERVER_DEFAULTS: &[(&str, fn(&Value) -> bool)] = &[
+    ("/httpGet/scheme", |v| v == "HTTP"),
+    ("/successThreshold", |v| v == 1),
+    ("/timeoutSeconds", |v| v == 1),
+    ("/periodSeconds", |v| v == 10),
+    ("/failureThreshold", |v| v == 3),
+    ("/fieldRef/apiVersion", |v| v == "v1"),
+    ("/projected/defaultMode", |v| v == 420),
+    ("/protocol", |v| v == "TCP"),
+];
+
+fn without_default_removals(ops: Vec<patch::Op>, before: &Value) -> Vec<patch::Op> {
+    ops.into_iter()
+        .filter(|op| {
+            let patch::Op::Remove { path } = op else {
+                return true;
+            };
+            let Some(old) = before.pointer(path) else {
+                return true;
+            };
+            !SERVER_DEFAULTS
+                .iter()
+                .any(|(suffix, is_default)| path.ends_with(suffix) && is_default(old))
+        })
+        .collect()
 }
 
 fn inject_pod_template(
@@ -521,6 +553,34 @@ mod tests {
         assert_eq!(again.result, Outcome::Unchanged);
         assert!(again.patch.is_empty());
         assert!(again.to_review()["response"].get("patch").is_none());
+    }
+
+    #[test]
+    fn reinvocation_after_server_defaulting_gives_an_empty_patch() {
+        let (req, resp) = run(pod(on(), json!({})), &sa(ROLE));
+        let mut injected = apply(&req, &resp);
+        // What the API server defaults between webhooks (as read back from a real one).
+        let sidecar = &mut injected["spec"]["initContainers"][0];
+        for probe in ["startupProbe", "livenessProbe"] {
+            sidecar[probe]["successThreshold"] = json!(1);
+            sidecar[probe]["httpGet"]["scheme"] = json!("HTTP");
+        }
+        for e in sidecar["env"].as_array_mut().unwrap() {
+            if let Some(f) = e.pointer_mut("/valueFrom/fieldRef") {
+                f["apiVersion"] = json!("v1");
+            }
+        }
+        for v in injected["spec"]["volumes"].as_array_mut().unwrap() {
+            if let Some(p) = v.get_mut("projected") {
+                p["defaultMode"] = json!(420);
+            }
+        }
+        let (_, again) = run(injected.clone(), &sa(ROLE));
+        assert!(again.patch.is_empty(), "{:?}", again.patch);
+        // A non-default value is still put back.
+        injected["spec"]["initContainers"][0]["startupProbe"]["httpGet"]["scheme"] = json!("HTTPS");
+        let (_, again) = run(injected, &sa(ROLE));
+        assert_eq!(again.patch.len(), 1, "{:?}", again.patch);
     }
 
     #[test]
