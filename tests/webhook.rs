@@ -75,14 +75,13 @@ async fn start(sas: Arc<dyn ServiceAccounts>) -> Webhook {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = Arc::new(server::State {
-        base: inject::Options {
+    let state = Arc::new(server::State::new(
+        inject::Options {
             secret: false,
             ..Default::default()
         },
-        service_accounts: sas,
-        metrics: Default::default(),
-    });
+        sas,
+    ));
     let stop = CancellationToken::new();
     tokio::spawn(server::serve(listener, tls, state, stop.clone()));
     Webhook {
@@ -488,4 +487,32 @@ async fn bench_reviews_at_64_concurrent() {
         pct(0.99),
         all[all.len() - 1]
     );
+}
+
+#[test]
+fn self_managed_flags_are_checked_together() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_passport"))
+        .args([
+            "webhook",
+            "--self-managed-ca-secret",
+            "no-slash",
+            "--tls-cert-file",
+            "/nonexistent/dir/tls.crt",
+            "--tls-key-file",
+            "tls.key",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "--self-managed-ca-secret \"no-slash\": expected NAMESPACE/NAME",
+        "--webhook-configuration: required",
+        "--dns-name: at least one",
+        "--tls-cert-file /nonexistent/dir/tls.crt: its directory does not exist",
+    ] {
+        assert!(stderr.contains(needle), "{needle} not in:\n{stderr}");
+    }
+    // A key in the working directory is fine (written at start-up).
+    assert!(!stderr.contains("--tls-key-file"), "{stderr}");
 }

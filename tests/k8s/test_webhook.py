@@ -310,3 +310,87 @@ def test_a_service_account_annotated_just_before_its_pod_is_found(cluster: Clust
     r = create(cluster, ns, pod("fresh", "fresh"), check=False)
     assert r.returncode == 0, r.stderr
     assert stored(cluster, ns, "fresh")["spec"]["initContainers"][0]["name"] == "passport"
+
+
+def test_self_managed_certificates(cluster: Cluster, ns: str, webhook, tmp_path):
+    """--self-managed-ca-secret: the webhook makes its CA (kept in a Secret), its serving
+    certificate, and sets the caBundle of the chart's configuration (rendered with
+    webhook.certificates=self-managed, which has none). A second replica signs with the
+    same CA. Pods of its own label then pass through it (failurePolicy Fail: an untrusted
+    certificate would deny them)."""
+    rendered = subprocess.run(
+        [helm(), "template", "passport", str(REPO / "charts" / "passport"), "--namespace", "passport-system",
+         "--set", "webhook.enabled=true", "--set", "webhook.certificates=self-managed"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    (mwc,) = [d for d in docs if d["kind"] == "MutatingWebhookConfiguration"]
+    (deploy,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "passport-webhook"]
+    args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--self-managed-ca-secret=passport-system/passport-webhook-ca" in args, args
+    assert "--webhook-configuration=passport-webhook" in args, args
+    assert "caBundle" not in mwc["webhooks"][0]["clientConfig"]
+    (port, port2) = free_ports(2)
+    name = "passport-webhook-sm-test"
+    mwc["metadata"]["name"] = name
+    mwc["webhooks"][0]["clientConfig"] = {"url": f"https://127.0.0.1:{port}/mutate"}
+    mwc["webhooks"][0]["objectSelector"]["matchLabels"]["self-managed-test"] = "yes"
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(mwc))
+    cluster.ensure("namespace", "passport-system")
+    procs = []
+
+    def start(p: int, d: Path) -> subprocess.Popen:
+        d.mkdir()
+        log = d / "log"
+        with open(log, "w") as out:
+            proc = subprocess.Popen(
+                [str(passport_bin()), "webhook", "--listen", f"127.0.0.1:{p}",
+                 "--tls-cert-file", str(d / "tls.crt"), "--tls-key-file", str(d / "tls.key"),
+                 "--kubeconfig", str(cluster.kubeconfig), "--image", "ghcr.io/passport-dev/passport:test",
+                 "--self-managed-ca-secret", "passport-system/passport-webhook-ca",
+                 "--webhook-configuration", name, "--dns-name", "127.0.0.1"],
+                stdout=out, stderr=subprocess.STDOUT,
+            )
+        procs.append(proc)
+        unverified = ssl._create_unverified_context()  # readiness only; trust is checked below
+
+        def ready() -> bool:
+            try:
+                with urllib.request.urlopen(f"https://127.0.0.1:{p}/readyz", context=unverified, timeout=2) as r:
+                    return r.status == 200
+            except urllib.error.HTTPError:
+                return False
+        wait_until("self-managed webhook /readyz", ready, 30, proc, log)
+        return proc
+
+    try:
+        start(port, tmp_path / "one")
+        secret = json.loads(cluster.kubectl("get", "secret", "passport-webhook-ca", "-n", "passport-system", "-o", "json").stdout)
+        ca_pem = base64.b64decode(secret["data"]["ca.crt"])
+        assert b"PRIVATE KEY" in base64.b64decode(secret["data"]["ca.key"])
+        stored_mwc = json.loads(cluster.kubectl("get", "mutatingwebhookconfiguration", name, "-o", "json").stdout)
+        assert base64.b64decode(stored_mwc["webhooks"][0]["clientConfig"]["caBundle"]) == ca_pem
+        (tmp_path / "ca.crt").write_bytes(ca_pem)
+        # A second replica: same CA, its own serving certificate.
+        start(port2, tmp_path / "two")
+        ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+        for p in (port, port2):
+            with urllib.request.urlopen(f"https://127.0.0.1:{p}/healthz", context=ctx, timeout=5) as r:
+                assert r.status == 200
+        assert (tmp_path / "one" / "tls.crt").read_bytes() != (tmp_path / "two" / "tls.crt").read_bytes()
+        # The apiserver trusts it: an opted-in pod with this webhook's label is admitted.
+        p = pod("selfmanaged", "app")
+        p["metadata"]["labels"]["self-managed-test"] = "yes"
+        deadline = time.monotonic() + 30
+        while True:
+            r = create(cluster, ns, p, check=False)
+            if r.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)  # the apiserver picks up the new caBundle asynchronously
+        assert r.returncode == 0, r.stderr
+        back = stored(cluster, ns, "selfmanaged")
+        assert [c["name"] for c in back["spec"]["initContainers"]].count("passport") == 1
+    finally:
+        for proc in procs:
+            stop(proc)
+        cluster.kubectl("delete", "mutatingwebhookconfiguration", name, check=False)

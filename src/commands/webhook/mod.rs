@@ -20,6 +20,7 @@
 pub mod certs;
 pub mod patch;
 pub mod review;
+pub mod self_managed;
 pub mod server;
 pub mod service_accounts;
 pub mod tls;
@@ -68,6 +69,18 @@ pub struct WebhookArgs {
     /// AWS_REGION for the injected sidecar.
     #[arg(long)]
     pub region: Option<String>,
+    /// Self-managed certificates: the Secret (NAMESPACE/NAME) holding the webhook's CA, made
+    /// if absent. The serving pair is then generated and written to --tls-cert-file and
+    /// --tls-key-file, and the CA set as the caBundle of --webhook-configuration.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub self_managed_ca_secret: Option<String>,
+    /// Self-managed certificates: the MutatingWebhookConfiguration whose caBundle to set.
+    #[arg(long, value_name = "NAME")]
+    pub webhook_configuration: Option<String>,
+    /// Self-managed certificates: a name (or IP address) of the serving certificate, e.g.
+    /// passport-webhook.passport-system.svc; repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub dns_name: Vec<String>,
 }
 
 /// Validated flags.
@@ -78,6 +91,7 @@ pub struct Config {
     pub key: PathBuf,
     pub kubeconfig: Option<PathBuf>,
     pub base: inject::Options,
+    pub self_managed: Option<self_managed::Settings>,
 }
 
 impl Config {
@@ -87,10 +101,24 @@ impl Config {
             s.parse::<SocketAddr>()
                 .map_err(|_| "expected IP:PORT, e.g. 0.0.0.0:9443")
         });
+        let self_managed = args.self_managed_ca_secret.is_some();
         let mut file = |flag: &str, path: &Option<PathBuf>| match path {
             None => {
                 problems.push(format!("{flag}: required"));
                 None
+            }
+            // Self-managed: written at start-up, into an existing directory.
+            Some(p) if self_managed => {
+                let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+                if dir.is_some_and(|d| !d.is_dir()) {
+                    problems.push(format!(
+                        "{flag} {}: its directory does not exist",
+                        p.display()
+                    ));
+                    None
+                } else {
+                    Some(p.clone())
+                }
             }
             Some(p) if !p.is_file() => {
                 problems.push(format!("{flag} {}: not a readable file", p.display()));
@@ -100,6 +128,35 @@ impl Config {
         };
         let cert = file("--tls-cert-file", &args.tls_cert_file);
         let key = file("--tls-key-file", &args.tls_key_file);
+        let mut managed = None;
+        if let Some(secret) = &args.self_managed_ca_secret {
+            match secret.split_once('/') {
+                Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                    managed = Some(self_managed::Settings {
+                        secret_namespace: ns.into(),
+                        secret_name: name.into(),
+                        webhook_configuration: args
+                            .webhook_configuration
+                            .clone()
+                            .unwrap_or_default(),
+                        dns_names: args.dns_name.clone(),
+                    });
+                }
+                _ => problems.push(format!(
+                    "--self-managed-ca-secret {secret:?}: expected NAMESPACE/NAME"
+                )),
+            }
+            if args
+                .webhook_configuration
+                .as_deref()
+                .is_none_or(str::is_empty)
+            {
+                problems.push("--webhook-configuration: required with --self-managed-ca-secret");
+            }
+            if args.dns_name.iter().all(|n| n.trim().is_empty()) {
+                problems.push("--dns-name: at least one with --self-managed-ca-secret");
+            }
+        }
         if let Some(k) = &args.kubeconfig
             && !k.is_file()
         {
@@ -115,7 +172,7 @@ impl Config {
                 region.parse::<passport_core::aws::Region>(),
             );
         }
-        if let (Some(c), Some(k)) = (&cert, &key)
+        if let (Some(c), Some(k), false) = (&cert, &key, self_managed)
             && let Err(e) = tls::load(c, k, &tls::provider())
         {
             problems.push(format!("--tls-cert-file/--tls-key-file: {e}"));
@@ -135,6 +192,7 @@ impl Config {
                 secret: false,
                 ..Default::default()
             },
+            self_managed: managed,
         })
     }
 }
@@ -174,6 +232,30 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    let mut ca_bundle_ready = None;
+    if let Some(settings) = &config.self_managed {
+        let made = match self_managed::ca(&client, settings).await {
+            Ok(ca) => {
+                self_managed::write_serving(&ca, settings, &config.cert, &config.key).map(|()| ca)
+            }
+            Err(e) => Err(e),
+        };
+        let ca = match made {
+            Ok(ca) => ca,
+            Err(e) => {
+                eprintln!("passport webhook: self-managed certificates: {e}");
+                return ExitCode::from(EXIT_UNAVAILABLE);
+            }
+        };
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        ca_bundle_ready = Some(ready.clone());
+        tokio::spawn(self_managed::keep_ca_bundle(
+            client.clone(),
+            settings.clone(),
+            ca,
+            ready,
+        ));
+    }
     let tls = match tls::Reloading::new(config.cert.clone(), config.key.clone(), tls::provider()) {
         Ok(t) => Arc::new(t),
         Err(e) => {
@@ -188,11 +270,12 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::from(EXIT_UNAVAILABLE);
         }
     };
-    let state = Arc::new(server::State {
-        base: config.base.clone(),
-        service_accounts: Arc::new(service_accounts::Kube::start(client)),
-        metrics: Default::default(),
-    });
+    let mut state = server::State::new(
+        config.base.clone(),
+        Arc::new(service_accounts::Kube::start(client)),
+    );
+    state.ca_bundle_ready = ca_bundle_ready;
+    let state = Arc::new(state);
     tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "passport webhook serving");
     let stop = CancellationToken::new();
     let trigger = stop.clone();

@@ -418,15 +418,16 @@ pub fn decide(req: &Request, base: &inject::Options, sa: &SaLookup) -> Response 
 /// them; on reinvocation the API server has defaulted them in between, and removing a field
 /// that holds its default changes nothing (the server sets it again). Such removals are
 /// dropped, so a pod that already has the sidecar gets an empty patch.
-const SERVER_DEFAULTS: &[(&str, fn(&Value) -> bool)] = &[
-    ("/httpGet/scheme", |v| v == "HTTP"),
-    ("/successThreshold", |v| v == 1),
-    ("/timeoutSeconds", |v| v == 1),
-    ("/periodSeconds", |v| v == 10),
-    ("/failureThreshold", |v| v == 3),
-    ("/fieldRef/apiVersion", |v| v == "v1"),
-    ("/projected/defaultMode", |v| v == 420),
-    ("/protocol", |v| v == "TCP"),
+/// (path suffix, the default as JSON text).
+const SERVER_DEFAULTS: &[(&str, &str)] = &[
+    ("/httpGet/scheme", "\"HTTP\""),
+    ("/successThreshold", "1"),
+    ("/timeoutSeconds", "1"),
+    ("/periodSeconds", "10"),
+    ("/failureThreshold", "3"),
+    ("/fieldRef/apiVersion", "\"v1\""),
+    ("/projected/defaultMode", "420"),
+    ("/protocol", "\"TCP\""),
 ];
 
 fn without_default_removals(ops: Vec<patch::Op>, before: &Value) -> Vec<patch::Op> {
@@ -438,9 +439,10 @@ fn without_default_removals(ops: Vec<patch::Op>, before: &Value) -> Vec<patch::O
             let Some(old) = before.pointer(path) else {
                 return true;
             };
-            !SERVER_DEFAULTS
-                .iter()
-                .any(|(suffix, is_default)| path.ends_with(suffix) && is_default(old))
+            !SERVER_DEFAULTS.iter().any(|(suffix, default)| {
+                path.ends_with(suffix)
+                    && serde_json::from_str::<Value>(default).is_ok_and(|d| d == *old)
+            })
         })
         .collect()
 }

@@ -33,6 +33,28 @@ pub struct State {
     pub base: inject::Options,
     pub service_accounts: Arc<dyn ServiceAccounts>,
     pub metrics: Metrics,
+    /// Self-managed certificates: set once the caBundle is in place.
+    pub ca_bundle_ready: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl State {
+    pub fn new(base: inject::Options, service_accounts: Arc<dyn ServiceAccounts>) -> Self {
+        Self {
+            base,
+            service_accounts,
+            metrics: Metrics::default(),
+            ca_bundle_ready: None,
+        }
+    }
+
+    /// `/readyz`: the ServiceAccount cache synced (and the caBundle set, when self-managed).
+    pub fn ready(&self) -> bool {
+        self.service_accounts.ready()
+            && self
+                .ca_bundle_ready
+                .as_ref()
+                .is_none_or(|r| r.load(Ordering::Acquire))
+    }
 }
 
 #[derive(Default)]
@@ -75,7 +97,7 @@ impl Metrics {
             self.tls_failures.load(Ordering::Relaxed)
         ));
         out.push_str(&format!(
-            "# HELP passport_webhook_ready 1 once the ServiceAccount cache has synced.\n# TYPE passport_webhook_ready gauge\npassport_webhook_ready {}\n",
+            "# HELP passport_webhook_ready 1 once the ServiceAccount cache has synced (and the caBundle is set).\n# TYPE passport_webhook_ready gauge\npassport_webhook_ready {}\n",
             u8::from(ready)
         ));
         out
@@ -120,20 +142,20 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
         (_, "/mutate") => json_error(StatusCode::METHOD_NOT_ALLOWED, "POST an AdmissionReview"),
         (&Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/readyz") => {
-            if state.service_accounts.ready() {
+            if state.ready() {
                 respond(StatusCode::OK, "text/plain", "ok\n")
             } else {
                 respond(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "text/plain",
-                    "ServiceAccount cache not synced yet\n",
+                    "ServiceAccount cache not synced yet, or caBundle not set yet\n",
                 )
             }
         }
         (&Method::GET, "/metrics") => respond(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            state.metrics.render(state.service_accounts.ready()),
+            state.metrics.render(state.ready()),
         ),
         _ => json_error(StatusCode::NOT_FOUND, "not found"),
     }
