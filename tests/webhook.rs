@@ -516,3 +516,23 @@ fn self_managed_flags_are_checked_together() {
     // A key in the working directory is fine (written at start-up).
     assert!(!stderr.contains("--tls-key-file"), "{stderr}");
 }
+
+#[test]
+fn check_says_when_the_webhook_did_not_mutate_the_pod() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = dir.path().join("labels");
+    std::fs::write(&labels, "app=\"web\"\npassport.dev/inject=\"true\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_passport"))
+        .args(["check", "--no-identity"])
+        .env_clear()
+        .env("PASSPORT_POD_LABELS_FILE", &labels)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Admission webhook")
+            && stdout.contains("passport.dev/inject=true but none of passport's variables"),
+        "{stdout}"
+    );
+}

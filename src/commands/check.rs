@@ -194,6 +194,12 @@ pub async fn run(args: &CheckArgs, inputs: &Inputs<'_>) -> Report {
     let mut sections = Vec::new();
     let (environment, token_path) = check_environment(&env);
     sections.push(environment);
+    // issue 16: "the webhook did not mutate this pod", told apart from other failures.
+    let labels = crate::commands::webhook::diagnose::read_labels(&env);
+    sections.extend(crate::commands::webhook::diagnose::section(
+        &env,
+        labels.as_deref(),
+    ));
 
     let claims = match &token_path {
         Some(path) => {

@@ -18,6 +18,7 @@
 //! letting them start without credentials.
 
 pub mod certs;
+pub mod diagnose;
 pub mod patch;
 pub mod review;
 pub mod self_managed;
