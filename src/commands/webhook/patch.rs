@@ -245,6 +245,43 @@ mod tests {
         }
     }
 
+    /// Small JSON trees shaped like pod specs: objects, arrays of named objects, scalars.
+    fn json_tree() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (0i64..4).prop_map(Value::from),
+            "[ab/~]{0,2}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 40, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                proptest::collection::vec(("[abn/~]{1,2}", inner.clone()), 0..4)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+                proptest::collection::vec(("[xyz]", inner), 0..5).prop_map(|items| {
+                    Value::Array(
+                        items
+                            .into_iter()
+                            .map(|(n, v)| json!({"name": n, "v": v}))
+                            .collect(),
+                    )
+                }),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_diff_applies_to_the_new_document(old in json_tree(), new in json_tree()) {
+            let ops = diff(&old, &new);
+            proptest::prop_assert_eq!(apply(&old, &ops), new.clone());
+            if old == new {
+                proptest::prop_assert!(ops.is_empty());
+            }
+        }
+    }
+
     #[test]
     fn never_replaces_a_whole_array_when_elements_change() {
         let old = json!({"c": [{"name": "a", "image": "x"}, {"name": "b"}]});

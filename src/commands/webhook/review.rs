@@ -670,6 +670,34 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any body: a 400 or a decision, never a panic; opted-in pods of any shape too.
+        #[test]
+        fn no_body_panics(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let _ = parse(&body);
+        }
+
+        #[test]
+        fn no_pod_shape_panics(
+            spec in proptest::prelude::prop_oneof![
+                proptest::prelude::Just(json!(null)),
+                proptest::prelude::Just(json!({"containers": null})),
+                proptest::prelude::Just(json!({"containers": [{"name": 5}], "initContainers": {}})),
+                proptest::prelude::Just(json!({"containers": [{"name": "a", "env": "x", "volumeMounts": 3}], "volumes": "v", "securityContext": []})),
+                proptest::prelude::Just(json!({"containers": [{"name": "passport"}, {"name": "a", "env": [1, null, {"name": 2}]}]})),
+            ],
+            annotations in proptest::prelude::prop_oneof![
+                proptest::prelude::Just(json!(null)),
+                proptest::prelude::Just(json!({SKIP_ANNOTATION: ",,a,,", COMPAT_ANNOTATION: ""})),
+                proptest::prelude::Just(json!({ROLE_ANNOTATION: 5, "prometheus.io/scrape": []})),
+            ],
+        ) {
+            let p = json!({"metadata": {"labels": {INJECT_LABEL: "true"}, "annotations": annotations}, "spec": spec});
+            let (_, resp) = run(p, &sa(ROLE));
+            let _ = resp.to_review();
+        }
+    }
+
     #[test]
     fn bad_bodies_are_rejected_not_panicked_on() {
         for body in [
