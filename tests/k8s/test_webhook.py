@@ -248,6 +248,8 @@ def test_an_opted_in_pod_is_stored_with_the_sidecar_inject_would_add(cluster: Cl
         assert back["metadata"]["annotations"][k] == v
     # The second webhook ran after passport, and passport was reinvoked without effect.
     assert env["SECOND_WEBHOOK"] == "1"
+    # ServiceAccounts came from the watch cache (synced before /readyz said ready).
+    assert webhook.metric('passport_webhook_service_account_lookups_total{source="cache"}') > 0
 
 
 def _subset(want, got) -> bool:
@@ -274,7 +276,10 @@ def test_reinvocation_does_not_duplicate_the_sidecar(cluster: Cluster, ns: str, 
 
 
 def test_a_pod_without_a_role_is_denied_with_the_message(cluster: Cluster, ns: str, webhook):
+    gets = webhook.metric('passport_webhook_service_account_lookups_total{source="api"}')
     r = create(cluster, ns, pod("norole", "norole"), check=False)
+    # Before denying, the webhook confirmed with a GET what its cache said (no role).
+    assert webhook.metric('passport_webhook_service_account_lookups_total{source="api"}') > gets
     assert r.returncode != 0
     assert f"ServiceAccount {ns}/norole" in r.stderr and ROLE_ANNOTATION in r.stderr, r.stderr
     assert 'admission webhook "pods.passport.dev" denied the request' in r.stderr, r.stderr
@@ -304,7 +309,9 @@ def test_host_network_and_bad_annotations_are_denied(cluster: Cluster, ns: str, 
 
 
 def test_a_service_account_annotated_just_before_its_pod_is_found(cluster: Cluster, ns: str, webhook):
-    """A cache miss (or a stale entry) must not deny: annotate and create at once."""
+    """A cache miss (or a stale entry without the role) must not deny: annotate and create
+    at once. (Whether the watch delivered the annotation first is a race; either way the
+    pod must be admitted, a GET confirming a cached entry without a role.)"""
     cluster.kubectl("create", "serviceaccount", "fresh", "-n", ns)
     cluster.kubectl("annotate", "serviceaccount", "fresh", "-n", ns, f"{ROLE_ANNOTATION}={ROLE_ARN}")
     r = create(cluster, ns, pod("fresh", "fresh"), check=False)

@@ -73,7 +73,7 @@ impl Metrics {
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     }
 
-    fn render(&self, ready: bool) -> String {
+    fn render(&self, ready: bool, lookups: &[(&str, u64)]) -> String {
         let mut out = String::from(
             "# HELP passport_webhook_reviews_total Admission reviews answered, by result.\n# TYPE passport_webhook_reviews_total counter\n",
         );
@@ -96,6 +96,14 @@ impl Metrics {
             "# HELP passport_webhook_tls_handshake_failures_total Failed TLS handshakes.\n# TYPE passport_webhook_tls_handshake_failures_total counter\npassport_webhook_tls_handshake_failures_total {}\n",
             self.tls_failures.load(Ordering::Relaxed)
         ));
+        if !lookups.is_empty() {
+            out.push_str("# HELP passport_webhook_service_account_lookups_total ServiceAccount lookups, by how they were answered (cache, api: a GET on a cache miss, error).\n# TYPE passport_webhook_service_account_lookups_total counter\n");
+            for (source, n) in lookups {
+                out.push_str(&format!(
+                    "passport_webhook_service_account_lookups_total{{source=\"{source}\"}} {n}\n"
+                ));
+            }
+        }
         out.push_str(&format!(
             "# HELP passport_webhook_ready 1 once the ServiceAccount cache has synced (and the caBundle is set).\n# TYPE passport_webhook_ready gauge\npassport_webhook_ready {}\n",
             u8::from(ready)
@@ -155,7 +163,9 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, "/metrics") => respond(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            state.metrics.render(state.ready()),
+            state
+                .metrics
+                .render(state.ready(), &state.service_accounts.lookups()),
         ),
         _ => json_error(StatusCode::NOT_FOUND, "not found"),
     }

@@ -1,14 +1,15 @@
 //! Where the webhook reads ServiceAccount annotations: a watch cache of every
 //! ServiceAccount's metadata (a kube-runtime reflector), and a direct GET when the cache
-//! does not have it yet (a ServiceAccount created a moment before its first pod), so a
-//! cache miss can never admit a pod without its role.
+//! does not have it yet (a ServiceAccount created a moment before its first pod), or has
+//! it without a role (perhaps annotated a moment ago), so a cache that lags never denies a
+//! pod its role.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -17,7 +18,7 @@ use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
-use super::review::{SaLookup, SaRef};
+use super::review::{ROLE_ANNOTATION, SaLookup, SaRef};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -26,6 +27,10 @@ pub trait ServiceAccounts: Send + Sync + 'static {
     fn lookup<'a>(&'a self, sa: &'a SaRef) -> BoxFuture<'a, SaLookup>;
     /// The cache has its first full listing (`/readyz`).
     fn ready(&self) -> bool;
+    /// Lookups so far by how they were answered (`/metrics`), e.g. `("cache", 10)`.
+    fn lookups(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// A fixed set (tests, benchmarks).
@@ -55,6 +60,8 @@ pub struct Kube {
     client: kube::Client,
     store: Store<PartialObjectMeta<ServiceAccount>>,
     synced: Arc<AtomicBool>,
+    /// Answered from the cache, by a GET, and lookups that failed.
+    counts: [AtomicU64; 3],
 }
 
 impl Kube {
@@ -106,6 +113,7 @@ impl Kube {
             client,
             store,
             synced,
+            counts: Default::default(),
         }
     }
 }
@@ -118,12 +126,21 @@ impl ServiceAccounts for Kube {
     fn lookup<'a>(&'a self, sa: &'a SaRef) -> BoxFuture<'a, SaLookup> {
         Box::pin(async move {
             let key = ObjectRef::new(&sa.name).within(&sa.namespace);
+            // A cached ServiceAccount without a role may be one annotated a moment ago whose
+            // update the watch has not delivered yet: ask the API server before that denies.
             if let Some(meta) = self.store.get(&key) {
-                return SaLookup::Found(annotations(&meta));
+                let found = annotations(&meta);
+                if found.contains_key(ROLE_ANNOTATION) {
+                    self.counts[0].fetch_add(1, Ordering::Relaxed);
+                    return SaLookup::Found(found);
+                }
             }
             let api: Api<PartialObjectMeta<ServiceAccount>> =
                 Api::namespaced(self.client.clone(), &sa.namespace);
-            match tokio::time::timeout(GET_TIMEOUT, api.get_opt(&sa.name)).await {
+            let answer = tokio::time::timeout(GET_TIMEOUT, api.get_opt(&sa.name)).await;
+            let i = if matches!(answer, Ok(Ok(_))) { 1 } else { 2 };
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+            match answer {
                 Ok(Ok(Some(meta))) => SaLookup::Found(annotations(&meta)),
                 Ok(Ok(None)) => SaLookup::NotFound,
                 Ok(Err(e)) => SaLookup::Failed(format!("API server: {e}")),
@@ -137,5 +154,12 @@ impl ServiceAccounts for Kube {
 
     fn ready(&self) -> bool {
         self.synced.load(Ordering::Acquire)
+    }
+
+    fn lookups(&self) -> Vec<(&'static str, u64)> {
+        ["cache", "api", "error"]
+            .into_iter()
+            .zip(self.counts.iter().map(|c| c.load(Ordering::Relaxed)))
+            .collect()
     }
 }
