@@ -174,6 +174,8 @@ def webhook(cluster: Cluster, tmp_path_factory):
         server.shutdown()
     finally:
         stop(hook.proc)
+    # SIGTERM drains and exits 0.
+    assert hook.proc.returncode == 0, log.read_text(errors="replace")
 
 
 def pod(name: str, sa: str, labelled: bool = True) -> dict:
