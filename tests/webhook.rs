@@ -417,7 +417,7 @@ fn a_certificate_that_does_not_load_is_a_usage_error() {
 }
 
 /// The load figure (not a timed test): reviews per second and latency percentiles at 64
-/// concurrent connections, ServiceAccount lookups answered from memory (a warm cache).
+/// concurrent connections (BENCH_CONCURRENCY), ServiceAccount lookups answered from memory (a warm cache).
 /// `cargo test --release --test webhook -- --ignored --nocapture bench`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run by bench/webhook.sh"]
@@ -427,10 +427,14 @@ async fn bench_reviews_at_64_concurrent() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
+    let concurrency: usize = std::env::var("BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
     let body = Bytes::from(review(&pod(true, "app")));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
-    for _ in 0..64 {
+    for _ in 0..concurrency {
         let w = w.clone();
         let body = body.clone();
         tasks.push(tokio::spawn(async move {
@@ -480,7 +484,7 @@ async fn bench_reviews_at_64_concurrent() {
     all.sort();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
     println!(
-        "webhook bench: {} reviews in {seconds}s = {:.0}/s at 64 concurrent; p50 {:?} p99 {:?} max {:?}",
+        "webhook bench: {} reviews in {seconds}s = {:.0}/s at {concurrency} concurrent; p50 {:?} p99 {:?} max {:?}",
         all.len(),
         all.len() as f64 / seconds as f64,
         pct(0.50),
