@@ -104,6 +104,7 @@ impl Harness {
         let shared = Arc::new(Shared::new(clock.clone(), Arc::new(Metrics::new())));
         let app = App {
             shared: shared.clone(),
+            extra: Default::default(),
             auth_token: passport_core::auth::AuthToken::new(Secret::new(AUTH)),
             imds: None,
         };

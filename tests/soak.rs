@@ -65,6 +65,7 @@ async fn soak_with_rotation_faults_and_clients() {
     let shared = Arc::new(Shared::new(clock.clone(), Arc::new(Metrics::new())));
     let app = Arc::new(App {
         shared: shared.clone(),
+        extra: Default::default(),
         auth_token: passport_core::auth::AuthToken::new(Secret::new(AUTH)),
         imds: None,
     });
