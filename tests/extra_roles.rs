@@ -264,7 +264,10 @@ async fn an_extra_role_failing_for_hours_never_disturbs_the_default_role() {
     assert!(said("reports", "AccessDenied"), "{}", logs.text());
     assert!(said("reports", "refreshed credentials"));
     assert!(said("default", "refreshed credentials"));
-    assert!(!said("default", "AccessDenied"), "a refusal logged under the wrong role");
+    assert!(
+        !said("default", "AccessDenied"),
+        "a refusal logged under the wrong role"
+    );
     assert_eq!(beside.default_calls, alone.default_calls);
     assert_eq!(beside.default_call_times, alone.default_call_times);
     assert!(
