@@ -67,10 +67,15 @@ pub struct ServeArgs {
     /// After the drain delay, wait this long for in-flight requests.
     #[arg(long, env = "PASSPORT_SHUTDOWN_TIMEOUT", default_value = "5s")]
     pub shutdown_timeout: String,
-    /// Do not serve the IMDS-compatible endpoint under /latest/ (it is on by default).
+    /// Serve the IMDS-compatible endpoint under /latest/ (IMDSv2). Off by default: IMDS has
+    /// no client authentication, so anything that reaches the port (any container of the
+    /// pod, a port-forward) gets credentials; the container endpoint needs the auth token.
+    #[arg(long, env = "PASSPORT_IMDS")]
+    pub imds: bool,
+    /// No IMDS endpoint: the default; kept for manifests that still set it.
     #[arg(long, env = "PASSPORT_DISABLE_IMDS")]
     pub disable_imds: bool,
-    /// Answer IMDS GETs without a session token (IMDSv1). Off by default: v2 only.
+    /// Serve IMDS and answer GETs without a session token (IMDSv1; implies --imds).
     #[arg(long, env = "PASSPORT_IMDS_ALLOW_V1")]
     pub imds_allow_v1: bool,
     /// Print the environment an application needs, as `export` lines, and exit.
@@ -251,6 +256,7 @@ impl ServeConfig {
         let drain_delay = problems.parse("--drain-delay", &args.drain_delay, args::duration);
         let shutdown_timeout =
             problems.parse("--shutdown-timeout", &args.shutdown_timeout, args::duration);
+        let imds = imds_enabled(args, &mut problems);
         problems.into_result()?;
         let (sts, chain_options) = sts.expect("no problems");
         let extra_roles = extra_roles
@@ -273,7 +279,7 @@ impl ServeConfig {
                 name: role.name,
             })
             .collect();
-        let imds = (!args.disable_imds).then(|| {
+        let imds = imds.then(|| {
             ImdsSettings::new(
                 sts.refresh.served_role(),
                 &sts.sts.region,
@@ -299,6 +305,17 @@ impl ServeConfig {
             imds,
         })
     }
+}
+
+/// Whether IMDS is served: `--imds` or `--imds-allow-v1`, and not `--disable-imds`.
+fn imds_enabled(args: &ServeArgs, problems: &mut ConfigErrors) -> bool {
+    if args.disable_imds && (args.imds || args.imds_allow_v1) {
+        problems.push(
+            "--disable-imds (PASSPORT_DISABLE_IMDS) contradicts --imds / --imds-allow-v1 \
+             (IMDS is off unless one of those is given)",
+        );
+    }
+    (args.imds || args.imds_allow_v1) && !args.disable_imds
 }
 
 /// One `--extra-role`, parsed.
@@ -381,6 +398,7 @@ pub fn print_env_target(args: &ServeArgs) -> Result<PrintEnv, ConfigErrors> {
         }
         (None, _) => None,
     };
+    let imds = imds_enabled(args, &mut problems);
     if args.compat == Compat::Imds {
         if args.disable_imds {
             problems.push("--compat imds and --disable-imds contradict each other");
@@ -397,7 +415,7 @@ pub fn print_env_target(args: &ServeArgs) -> Result<PrintEnv, ConfigErrors> {
         listen: listen.expect("no problems"),
         token_file: file.expect("no problems"),
         relative_uri_listen,
-        imds: !args.disable_imds,
+        imds,
     })
 }
 
@@ -570,17 +588,18 @@ mod tests {
 
     const ROLE: &str = "arn:aws:iam::111122223333:role/app";
 
+    const MINIMAL: [&str; 6] = [
+        "--role-arn",
+        ROLE,
+        "--region",
+        "eu-west-1",
+        "--auth-token-file",
+        "/tmp/a",
+    ];
+
     #[test]
     fn valid_minimal_config() {
-        let c = serve(&[
-            "--role-arn",
-            ROLE,
-            "--region",
-            "eu-west-1",
-            "--auth-token-file",
-            "/tmp/a",
-        ])
-        .unwrap();
+        let c = serve(&MINIMAL).unwrap();
         assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
         assert_eq!(c.sts.refresh.duration_seconds, 3600);
         assert_eq!(c.sts.sts.region.as_str(), "eu-west-1");
@@ -595,8 +614,11 @@ mod tests {
         ));
         assert_eq!(c.relative_uri_listen, None);
         assert_eq!(c.drain_delay, Duration::from_secs(5));
+        assert_eq!(c.imds, None, "IMDS only when asked for");
+        let mut with_imds = MINIMAL.to_vec();
+        with_imds.push("--imds");
         assert_eq!(
-            c.imds,
+            serve(&with_imds).unwrap().imds,
             Some(ImdsSettings {
                 allow_v1: false,
                 role_name: "app".into(),
@@ -621,7 +643,10 @@ mod tests {
             args.extend_from_slice(extra);
             serve(&args).unwrap()
         };
+        assert_eq!(with(&[]).imds, None, "off by default");
         assert_eq!(with(&["--disable-imds"]).imds, None);
+        let v2 = with(&["--imds"]).imds.unwrap();
+        assert!(!v2.allow_v1);
         let imds = with(&["--imds-allow-v1"]).imds.unwrap();
         assert!(imds.allow_v1);
         assert_eq!(imds.role_name, "app");

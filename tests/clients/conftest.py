@@ -396,8 +396,9 @@ def stop_passport(passport: Passport) -> None:
 
 @pytest.fixture(scope="session")
 def passport(moto, web_identity_token, tmp_path_factory) -> Passport:
-    """One running passport for the read-only client tests; asserts a clean exit at the end."""
-    server = start_ready_passport(moto, web_identity_token, tmp_path_factory.mktemp("passport"))
+    """One running passport for the read-only client tests (container endpoint and IMDSv2,
+    which is off unless asked for); asserts a clean exit at the end."""
+    server = start_ready_passport(moto, web_identity_token, tmp_path_factory.mktemp("passport"), "--imds")
     yield server
     stop_passport(server)
 
