@@ -63,7 +63,7 @@ node_modules() {
 
 go_modules() {
     local m
-    for m in tests/clients/go tests/clients/go-legacy; do
+    for m in tests/clients/go tests/clients/go-legacy tests/clients/go-probe; do
         (cd "$m" && go mod download && go mod verify >/dev/null)
     done
 }

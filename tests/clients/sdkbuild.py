@@ -17,6 +17,8 @@ import pytest
 CLIENTS_DIR = Path(__file__).resolve().parent
 GO_DIR = CLIENTS_DIR / "go"
 GO_LEGACY_DIR = CLIENTS_DIR / "go-legacy"
+#: The probe code both Go modules share (a `replace` to this directory in their go.mod).
+GO_PROBE_DIR = CLIENTS_DIR / "go-probe"
 JAVA_DIR = CLIENTS_DIR / "java"
 JAVA_MODULES = ("sdk-v2", "sdk-v1", "sdk-v1-2018")
 BUILD_TIMEOUT = 900
