@@ -38,17 +38,7 @@ from matrix import (  # noqa: F401  (fixtures)
     run_client,
     served,
 )
-from sdkbuild import BUILD_TIMEOUT, GO_DIR, GO_LEGACY_DIR, GO_PROBE_DIR, go_build
-
-
-@pytest.fixture(scope="module")
-def go_bin(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("go-bin")
-    go_build(GO_DIR, out)
-    go_build(GO_LEGACY_DIR, out)
-    for name in ("sdkclient", "irsa-validator", "sdkclient-legacy"):
-        assert (out / name).is_file(), f"{name} was not built"
-    return out
+from sdkbuild import BUILD_TIMEOUT, GO_DIR, GO_LEGACY_DIR, GO_PROBE_DIR
 
 
 # --- current SDKs: container endpoint (modern level) and IMDS with the endpoint variable ---
