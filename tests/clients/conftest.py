@@ -301,6 +301,20 @@ def start_passport(
     return passport
 
 
+def aws_cli_identity(env: dict, sts_url: str, timeout: float = 60) -> dict:
+    """`aws sts get-caller-identity` against `sts_url` with `env`: the parsed answer."""
+    done = subprocess.run(
+        ["aws", "sts", "get-caller-identity", "--endpoint-url", sts_url, "--region", REGION, "--output", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 def wait_ready(passport: Passport) -> None:
     wait_until(
         "passport /readyz",

@@ -12,7 +12,6 @@ counting proxy, so they also prove one credential fetch for 32 x 10 concurrent r
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 
@@ -21,8 +20,8 @@ import pytest
 
 from conftest import (
     EMULATOR_ROLE_ARN,
-    REGION,
     SESSION_NAME,
+    aws_cli_identity,
     passport_bin,
     start_emulator,
     start_ready_passport,
@@ -92,18 +91,8 @@ def test_boto3_gets_the_chained_role(chained, client_env, monkeypatch):
 
 def test_aws_cli_gets_the_chained_role(chained, client_env):
     emulator, server = chained
-    env = with_container_endpoint(client_env, server)
-    env["AWS_DEFAULT_REGION"] = REGION
-    done = subprocess.run(
-        ["aws", "sts", "get-caller-identity", "--endpoint-url", emulator.url, "--output", "json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["Arn"] == CHAINED_ARN
+    identity = aws_cli_identity(with_container_endpoint(client_env, server), emulator.url)
+    assert identity["Arn"] == CHAINED_ARN
 
 
 @pytest.fixture

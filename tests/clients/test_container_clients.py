@@ -23,6 +23,7 @@ from conftest import (
     REGION,
     ROLE_ARN,
     assumed_role_arn,
+    aws_cli_identity,
     fake_jwt,
     http_get,
     passport_bin,
@@ -53,15 +54,6 @@ def run(cmd, env, timeout=60, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
         cmd, env=env, timeout=timeout, capture_output=True, text=True, stdin=subprocess.DEVNULL, **kwargs
     )
-
-
-def aws_cli_identity(env: dict, moto_url: str) -> dict:
-    out = run(
-        ["aws", "sts", "get-caller-identity", "--endpoint-url", moto_url, "--region", REGION, "--output", "json"],
-        env,
-    )
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 # ---------------------------------------------------------------- what passport serves
