@@ -29,12 +29,12 @@ sys.path.insert(0, str(REPO_ROOT / "tests" / "pylib"))
 
 import sdkbuild  # noqa: E402
 from passport_harness import (  # noqa: E402  (re-exported to the test modules)
-    EXIT_TIMEOUT,
     SHADOWING,
     free_port,
     free_ports,
     passport_bin,
     stop,
+    stop_cleanly,
     wait_until,
 )
 
@@ -209,11 +209,7 @@ def start_emulator(
 
 
 def stop_emulator(emulator: Emulator) -> None:
-    code = stop(emulator.proc)
-    assert code == 0, (
-        f"passport emulator should exit 0 within {EXIT_TIMEOUT}s of SIGTERM, got {code}\n"
-        + emulator.log.read_text(errors="replace")
-    )
+    stop_cleanly("passport emulator", emulator.proc, emulator.log)
 
 
 @pytest.fixture(scope="session")
@@ -339,11 +335,7 @@ def start_ready_passport(
 
 
 def stop_passport(passport: Passport) -> None:
-    code = stop(passport.proc)
-    assert code == 0, (
-        f"passport should exit 0 within {EXIT_TIMEOUT}s of SIGTERM, got {code}\n"
-        + passport.log.read_text(errors="replace")
-    )
+    stop_cleanly("passport", passport.proc, passport.log)
 
 
 @pytest.fixture(scope="session")

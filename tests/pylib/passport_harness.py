@@ -101,3 +101,11 @@ def stop(proc: subprocess.Popen, timeout: float = EXIT_TIMEOUT) -> int | None:
         proc.kill()
         proc.wait()
         return None
+
+
+def stop_cleanly(what: str, proc: subprocess.Popen, log: Path, timeout: float = EXIT_TIMEOUT) -> None:
+    """stop(), asserting that `what` exited 0 within `timeout` of SIGTERM (its log if not)."""
+    code = stop(proc, timeout)
+    assert code == 0, (
+        f"{what} should exit 0 within {timeout}s of SIGTERM, got {code}\n" + log.read_text(errors="replace")
+    )
