@@ -298,13 +298,16 @@ def assert_identity(
     level: str,
     before_200: int,
     max_fetches: int = 1,
+    arn: str = ASSUMED_ARN,
+    result: str = "assumed-role ARN",
 ) -> None:
-    """The client got passport's credentials, STS verified them, and it fetched once."""
+    """The client got passport's credentials, STS verified them (GetCallerIdentity says
+    `arn`, by default the emulator role's session), and it fetched once."""
     r = outcome.result
     passport_200 = requests_200(served) - before_200  # before served() below adds one
     assert outcome.code == 0 and r is not None and "error" not in r, outcome.describe()
-    assert r["arn"] == ASSUMED_ARN, f"{outcome.describe()}: expected Arn {ASSUMED_ARN}"
-    assert r["account"] == ACCOUNT_ID, outcome.describe()
+    assert r["arn"] == arn, f"{outcome.describe()}: expected Arn {arn}"
+    assert r["account"] == arn.split(":")[4], outcome.describe()
     assert r["user_id"].startswith("AROA") and r["user_id"].endswith(f":{SESSION_NAME}"), outcome.describe()
     assert r["access_key_id"] == served.served()["AccessKeyId"], f"{outcome.describe()}: not the served key"
     assert r["provider"] in providers, f"{outcome.describe()}: provider not one of {sorted(providers)}"
@@ -324,7 +327,7 @@ def assert_identity(
             "entry": r["entry"],
             "level": level,
             "provider": r["provider"],
-            "result": "assumed-role ARN",
+            "result": result,
             "reads": r["reads"],
             "fetches": fetches,
             "requests": seen,

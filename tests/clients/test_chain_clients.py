@@ -3,14 +3,15 @@
 passport exchanges the minted token for the emulator's `passport-demo` role (account
 111122223333), then calls AssumeRole into `reader` in account 444455556666, whose trust
 policy `passport trust-policy --for-role` rendered (Principal.AWS the first role, an
-external id, sts:TagSession). boto3 and the AWS CLI, given only the container endpoint,
-must get the chained session: the emulator's GetCallerIdentity, which verifies their SigV4
-signatures, names the chained role.
+external id, sts:TagSession). boto3, the AWS CLI, and the Go (aws-sdk-go-v2, aws-sdk-go
+v1.55) and Java (2.x, 1.12) programs of the client matrix, given only the container
+endpoint, must get the chained session: the emulator's GetCallerIdentity, which verifies
+their SigV4 signatures, names the chained role. The Go and Java runs go through matrix.py's
+counting proxy, so they also prove one credential fetch for 32 x 10 concurrent reads.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 
@@ -19,8 +20,8 @@ import pytest
 
 from conftest import (
     EMULATOR_ROLE_ARN,
-    REGION,
     SESSION_NAME,
+    aws_cli_identity,
     passport_bin,
     start_emulator,
     start_ready_passport,
@@ -29,6 +30,8 @@ from conftest import (
     use_env,
     with_container_endpoint,
 )
+from matrix import CountingProxy, assert_identity, base_env, level_env, requests_200, run_client
+from sdkbuild import java_cmd
 
 CHAINED_ROLE_ARN = "arn:aws:iam::444455556666:role/reader"
 CHAINED_ARN = f"arn:aws:sts::444455556666:assumed-role/reader/{SESSION_NAME}"
@@ -88,18 +91,54 @@ def test_boto3_gets_the_chained_role(chained, client_env, monkeypatch):
 
 def test_aws_cli_gets_the_chained_role(chained, client_env):
     emulator, server = chained
-    env = with_container_endpoint(client_env, server)
-    env["AWS_DEFAULT_REGION"] = REGION
-    done = subprocess.run(
-        ["aws", "sts", "get-caller-identity", "--endpoint-url", emulator.url, "--output", "json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
+    identity = aws_cli_identity(with_container_endpoint(client_env, server), emulator.url)
+    assert identity["Arn"] == CHAINED_ARN
+
+
+@pytest.fixture
+def chained_proxy(chained):
+    _, server = chained
+    p = CountingProxy(server.port).start()
+    yield p
+    p.stop()
+
+
+#: (case, accepted provider names): the current Go and Java SDKs of the client matrix.
+SDK_CASES = [
+    ("go-v2", {"CredentialsEndpointProvider"}),
+    ("go-v1", {"CredentialsEndpointProvider"}),
+    ("java-v2", {"CREDENTIALS_HTTP"}),
+    ("java-v1", {"EC2ContainerCredentialsProviderWrapper"}),
+]
+
+
+def sdk_program(case: str, request) -> list[str]:
+    """The matrix program for `case`, built once per session by conftest's go_bin / java_cp."""
+    language, sdk = case.split("-")
+    if language == "go":
+        return [str(request.getfixturevalue("go_bin") / "sdkclient"), sdk]
+    classpaths = request.getfixturevalue("java_cp")
+    return java_cmd(classpaths["sdk-v2"], "default") if sdk == "v2" else java_cmd(classpaths["sdk-v1"])
+
+
+@pytest.mark.parametrize("case,providers", SDK_CASES, ids=[c for c, _ in SDK_CASES])
+def test_go_and_java_get_the_chained_role(chained, chained_proxy, tmp_path, request, case, providers):
+    emulator, server = chained
+    cmd = sdk_program(case, request)
+    env = level_env("modern", base_env(tmp_path, emulator), server, chained_proxy)
+    before = requests_200(server)
+    outcome = run_client(f"[{case}] chained, at level modern", cmd, env)
+    assert_identity(
+        outcome,
+        server,
+        chained_proxy,
+        providers,
+        level="modern (chained)",
+        before_200=before,
+        arn=CHAINED_ARN,
+        result="chained assumed-role ARN",
     )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["Arn"] == CHAINED_ARN
+    assert server.served()["RoleArn"] == CHAINED_ROLE_ARN
 
 
 def test_the_external_id_never_reaches_the_log(chained):

@@ -45,6 +45,7 @@ from conftest import (
     REGION,
     SESSION_NAME,
     SHADOWING,
+    aws_cli_identity,
     free_port,
     mint_token,
     passport_bin,
@@ -118,15 +119,7 @@ def served_env(client_env, served) -> dict:
 
 
 def test_aws_cli_identity_from_passport_credentials(emulator, served_env):
-    done = subprocess.run(
-        ["aws", "sts", "get-caller-identity", "--endpoint-url", emulator.url, "--output", "json"],
-        env=served_env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert done.returncode == 0, done.stderr
-    identity = json.loads(done.stdout)
+    identity = aws_cli_identity(served_env, emulator.url)
     assert identity["Arn"] == assumed_arn(EMULATOR_ROLE, SESSION_NAME)
     assert identity["Account"] == ACCOUNT_ID
     assert identity["UserId"].startswith("AROA") and identity["UserId"].endswith(f":{SESSION_NAME}")
