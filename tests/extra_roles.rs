@@ -13,8 +13,6 @@ use passport_core::aws::RoleName;
 use passport_core::clock::{Clock, ManualClock};
 use passport_core::metrics::Metrics;
 use passport_core::refresh::{Refresher, Shared};
-use passport_core::secret::Secret;
-use passport_core::server::App;
 use passport_core::sidecar::Shutdown;
 use passport_core::sts::ErrorClass;
 use tokio_util::sync::CancellationToken;
@@ -173,12 +171,10 @@ async fn twelve_hours(with_extra: bool) -> Scenario {
     let dir = tempfile::tempdir().unwrap();
     let token_file = write_token(dir.path(), "system:serviceaccount:default:app");
     let reports = Arc::new(Shared::new(clock.clone(), Arc::new(Metrics::new())));
-    let mut app = App {
-        shared: Arc::new(Shared::new(clock.clone(), Arc::new(Metrics::new()))),
-        extra: Default::default(),
-        auth_token: passport_core::auth::AuthToken::new(Secret::new(AUTH)),
-        imds: None,
-    };
+    let mut app = app(Arc::new(Shared::new(
+        clock.clone(),
+        Arc::new(Metrics::new()),
+    )));
     let stop = CancellationToken::new();
     let settings = refresh_settings(token_file);
     tokio::spawn(

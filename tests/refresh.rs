@@ -12,7 +12,6 @@ use hyper::StatusCode;
 use passport_core::clock::{Clock, ManualClock};
 use passport_core::metrics::Metrics;
 use passport_core::refresh::{Refresher, Shared};
-use passport_core::secret::Secret;
 use passport_core::server::App;
 use passport_core::sts::ErrorClass;
 use tokio::time::sleep;
@@ -42,12 +41,7 @@ impl Harness {
         let h = Harness {
             clock,
             sts,
-            app: App {
-                shared,
-                extra: Default::default(),
-                auth_token: passport_core::auth::AuthToken::new(Secret::new(AUTH)),
-                imds: None,
-            },
+            app: app(shared),
             dir,
             stop: CancellationToken::new(),
         };

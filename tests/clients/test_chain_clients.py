@@ -30,8 +30,7 @@ from conftest import (
     use_env,
     with_container_endpoint,
 )
-from matrix import CountingProxy, assert_identity, base_env, level_env, requests_200, run_client
-from sdkbuild import java_cmd
+from matrix import SDK_CASES, CountingProxy, assert_identity, base_env, level_env, requests_200, run_client, sdk_program
 
 CHAINED_ROLE_ARN = "arn:aws:iam::444455556666:role/reader"
 CHAINED_ARN = f"arn:aws:sts::444455556666:assumed-role/reader/{SESSION_NAME}"
@@ -101,24 +100,6 @@ def chained_proxy(chained):
     p = CountingProxy(server.port).start()
     yield p
     p.stop()
-
-
-#: (case, accepted provider names): the current Go and Java SDKs of the client matrix.
-SDK_CASES = [
-    ("go-v2", {"CredentialsEndpointProvider"}),
-    ("go-v1", {"CredentialsEndpointProvider"}),
-    ("java-v2", {"CREDENTIALS_HTTP"}),
-    ("java-v1", {"EC2ContainerCredentialsProviderWrapper"}),
-]
-
-
-def sdk_program(case: str, request) -> list[str]:
-    """The matrix program for `case`, built once per session by conftest's go_bin / java_cp."""
-    language, sdk = case.split("-")
-    if language == "go":
-        return [str(request.getfixturevalue("go_bin") / "sdkclient"), sdk]
-    classpaths = request.getfixturevalue("java_cp")
-    return java_cmd(classpaths["sdk-v2"], "default") if sdk == "v2" else java_cmd(classpaths["sdk-v1"])
 
 
 @pytest.mark.parametrize("case,providers", SDK_CASES, ids=[c for c, _ in SDK_CASES])

@@ -50,10 +50,8 @@ from conftest import (
     mint_token,
     passport_bin,
     start_emulator,
-    start_ready_passport,
     stop,
     stop_emulator,
-    stop_passport,
     use_env,
     with_container_endpoint,
 )
@@ -102,15 +100,8 @@ def sts_error(call) -> tuple[str, str, int]:
 # --- 1. Credentials served by passport, verified by the emulator's GetCallerIdentity ---
 
 
-@pytest.fixture(scope="module")
-def served(emulator, tmp_path_factory):
-    """`passport serve` exchanging a minted token at the emulator for role passport-demo."""
-    workdir = tmp_path_factory.mktemp("served")
-    token = workdir / "token"
-    emulator.mint(token, namespace="clients", service_account="app")
-    server = start_ready_passport(emulator, token, workdir, role_arn=EMULATOR_ROLE_ARN)
-    yield server
-    stop_passport(server)
+# `served`: matrix.py's fixture, `passport serve` exchanging a minted token at the emulator.
+from matrix import served  # noqa: E402,F401  (a pytest fixture, used by name)
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from conftest import (
     use_env,
     with_container_endpoint,
 )
+from matrix import SDK_CASES, base_env, run_client, sdk_program
 
 NODE_DIR = Path(__file__).parent / "node"
 REPORTS_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/reports"
@@ -141,6 +142,22 @@ def test_js_v3_gets_the_role_its_endpoint_names(roles, client_env, role):
         script.unlink()
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["Arn"] == EXPECTED[role]
+
+
+@pytest.mark.parametrize("case", [c for c, _ in SDK_CASES])
+@pytest.mark.parametrize("role", ["reports", "reader"])
+def test_go_and_java_get_the_role_their_endpoint_names(roles, tmp_path, request, case, role):
+    """The current Go and Java SDKs of the client matrix, given one role's endpoint."""
+    emulator, server = roles
+    env = base_env(tmp_path, emulator)
+    env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = f"{server.url}/{role}"
+    env["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = str(server.auth_token_file)
+    outcome = run_client(f"[{case}] extra role {role}", sdk_program(case, request), env)
+    assert outcome.code == 0 and outcome.result and "error" not in outcome.result, outcome.describe()
+    assert outcome.result["arn"] == EXPECTED[role], outcome.describe()
+    status, body = http_get(f"{server.url}/{role}", {"Authorization": server.auth_token_file.read_text()})
+    assert status == 200
+    assert outcome.result["access_key_id"] == json.loads(body)["AccessKeyId"], outcome.describe()
 
 
 def test_readyz_and_metrics_name_every_role(roles):

@@ -215,6 +215,17 @@ impl Reply {
 }
 
 /// Call the container handler directly (no socket), as a client with `auth` would.
+/// An `App` for calling handlers directly: `shared` as the default role, the test auth
+/// token, no IMDS, no extra roles.
+pub fn app(shared: Arc<Shared>) -> App {
+    App {
+        shared,
+        extra: Default::default(),
+        auth_token: passport_core::auth::AuthToken::new(Secret::new(AUTH)),
+        imds: None,
+    }
+}
+
 pub async fn fetch(app: &App, auth: Option<&str>) -> Reply {
     fetch_role(app, None, auth).await
 }
