@@ -665,7 +665,7 @@ async fn chain_principal_mismatch_says_which_role_signs_hop_2() {
     );
     has(
         &offline,
-        "Statement[0]: Principal.AWS names [\"arn:aws:iam::111122223333:role/other\"], not hop 1's role: passport signs hop 2 as arn:aws:sts::111122223333:assumed-role/passport-demo/hop1",
+        "Statement[0]: Principal.AWS names [\"arn:aws:iam::111122223333:role/other\"], neither hop 1's role, its account nor its session: passport signs hop 2 as arn:aws:sts::111122223333:assumed-role/passport-demo/hop1",
     );
     assert!(!offline.ok() && !online.ok());
     rig.emulator.shutdown().await;

@@ -272,6 +272,7 @@ fn offline_hop2(path: &Path, chain: &Chain, now: SystemTime) -> Section {
     let s = &chain.settings;
     let call = trust_policy::AssumeRoleCall {
         caller_role_arn: chain.first.as_str().to_owned(),
+        caller_session_arn: Some(chain.caller_session_arn()),
         role_session_name: s.session_name.as_str().to_owned(),
         external_id: chain.external_id.as_ref().map(|e| e.expose().to_owned()),
         tags: s.tags.clone(),
@@ -333,8 +334,8 @@ fn explain_decision(decision: &Decision, chain: &Chain, l: &mut Lines) {
         let who = name(t.index, t.sid.as_deref());
         let line = match m.element {
             Element::Principal => format!(
-                "{who}: Principal.AWS names {:?}, not hop 1's role: passport signs hop 2 as {} \
-                 (role {}, account {}); list {} or arn:{}:iam::{}:root",
+                "{who}: Principal.AWS names {:?}, neither hop 1's role, its account nor its session: \
+                 passport signs hop 2 as {} (role {}, account {}); list {} or arn:{}:iam::{}:root",
                 m.expected,
                 chain.caller_session_arn(),
                 chain.first,
