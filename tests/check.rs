@@ -717,3 +717,71 @@ async fn chain_hop_1_failing_is_told_apart() {
     has(&offline, "STS would allow hop 2");
     rig.emulator.shutdown().await;
 }
+
+/// Offline only, one policy per hop: `--trust-policy` for hop 1 (web identity) and
+/// `--chain-trust-policy` for hop 2, each in its own section.
+#[tokio::test]
+async fn chain_offline_evaluates_each_hops_policy() {
+    let env = Env::irsa(&jwt(
+        "system:serviceaccount:payments:api",
+        "sts.amazonaws.com",
+        3000,
+    ));
+    let hop1 = generated_policy(&env, "payments", "api");
+    let hop2 = env.file(
+        "reader.json",
+        &reader_policy(ROLE_ARN, Some(EXTERNAL_ID), true),
+    );
+    let id_file = env.file("external-id", EXTERNAL_ID);
+    let hop1 = hop1.display().to_string();
+    let flags = vec![
+        "--no-identity",
+        "--chain-role-arn",
+        READER,
+        "--trust-policy",
+        &hop1,
+        "--chain-trust-policy",
+        &hop2,
+        "--external-id-file",
+        &id_file,
+        "--session-tag",
+        "team=payments",
+    ];
+    let report = check(&env.vars, &check_args(&flags)).await;
+    assert!(report.ok(), "{}", report.human());
+    let names: Vec<&str> = report.sections.iter().map(|s| s.name).collect();
+    assert_eq!(
+        names,
+        [
+            "Environment",
+            "Token",
+            "Trust policy (hop 1, AssumeRoleWithWebIdentity)",
+            "Role chain",
+            "Trust policy (hop 2, AssumeRole)",
+            "Credentials endpoint"
+        ]
+    );
+    has(
+        &report,
+        "STS would allow hop 2: sts:AssumeRole and sts:TagSession allowed by Statement[0]",
+    );
+
+    // Another service account, same files: hop 1's policy refuses, hop 2's still allows.
+    let other = Env::irsa(&jwt(
+        "system:serviceaccount:payments:batch",
+        "sts.amazonaws.com",
+        3000,
+    ));
+    let report = check(&other.vars, &check_args(&flags)).await;
+    assert!(!report.ok());
+    let hop1_section = &report.sections[2];
+    assert!(
+        hop1_section
+            .checks
+            .iter()
+            .any(|c| c.status == passport::commands::check::Status::Fail),
+        "{}",
+        report.human()
+    );
+    has(&report, "STS would allow hop 2");
+}

@@ -5,6 +5,9 @@
 //! credentials endpoint as an SDK would call it, and the identity STS reports for the
 //! credentials the application would get. `--json` prints the same report for machines;
 //! the exit status is 0 only when nothing failed.
+//!
+//! With `--chain-role-arn` (and the other chain flags of `serve`), the chain's own sections
+//! come after the trust policy: see [`chain`].
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
