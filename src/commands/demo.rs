@@ -317,6 +317,8 @@ async fn start_and_serve(args: DemoArgs, signals: Signals) -> Result<(), String>
         trust_policy: None,
         sts_endpoint: None,
         no_identity: false,
+        chain_trust_policy: None,
+        chain: Default::default(),
     };
     let report = super::check::run(
         &check_args,

@@ -22,6 +22,7 @@ from conftest import (
     EMULATOR_ROLE_ARN,
     REGION,
     SESSION_NAME,
+    aws_cli_identity,
     free_port,
     http_get,
     passport_bin,
@@ -107,16 +108,8 @@ def test_boto3_gets_the_role_its_endpoint_names(roles, client_env, monkeypatch, 
 @pytest.mark.parametrize("role", ["reports", "reader"])
 def test_aws_cli_gets_the_role_its_endpoint_names(roles, client_env, role):
     emulator, server = roles
-    done = subprocess.run(
-        ["aws", "sts", "get-caller-identity", "--endpoint-url", emulator.url, "--output", "json"],
-        env=role_env(client_env, server, role),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["Arn"] == EXPECTED[role]
+    identity = aws_cli_identity(role_env(client_env, server, role), emulator.url)
+    assert identity["Arn"] == EXPECTED[role]
 
 
 JS_GET_CALLER_IDENTITY = """
