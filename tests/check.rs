@@ -20,14 +20,7 @@ fn now() -> SystemTime {
 }
 
 fn args() -> CheckArgs {
-    CheckArgs {
-        json: false,
-        trust_policy: None,
-        sts_endpoint: None,
-        no_identity: false,
-        chain_trust_policy: None,
-        chain: Default::default(),
-    }
+    CheckArgs::default()
 }
 
 fn jwt(sub: &str, aud: &str, exp_from_now: i64) -> String {

@@ -24,7 +24,7 @@ use passport_core::token::{Claims, decode_claims};
 /// Role chaining: each hop explained (`--chain-role-arn`, `--chain-trust-policy`).
 mod chain;
 
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct CheckArgs {
     /// Print the report as JSON.
     #[arg(long)]
