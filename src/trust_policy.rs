@@ -6,11 +6,13 @@
 //!
 //! * `Statement` (one or a list), `Effect`, `Principal` (`"*"`, `{"AWS": "*"}`,
 //!   `{"Federated": ...}`, and for role chaining `{"AWS": ...}` naming a role ARN, an
-//!   account root or an account id), `Action`/`NotAction` (case-insensitive, `*`/`?`),
+//!   account root, an account id or an assumed-role session ARN; a wildcard in part of a
+//!   principal is invalid), `Action`/`NotAction` (case-insensitive, `*`/`?`),
 //!   explicit Deny wins over Allow; `sts:TagSession` is required as well when session tags
 //!   are passed;
 //! * condition operators: the six `String…` operators (`…IgnoreCase`, `…Like` wildcards), the
-//!   six `Date…` and six `Numeric…` operators, `Null`, each with `…IfExists` (not `Null`) and
+//!   six `Date…` and six `Numeric…` operators, `Null`, the `Arn…` operators (on
+//!   `aws:PrincipalArn`), each with `…IfExists` (not `Null`) and
 //!   the `ForAnyValue:`/`ForAllValues:` set qualifiers;
 //! * condition keys of this call: `<provider>:sub`, `<provider>:aud`,
 //!   `cognito-identity.amazonaws.com:amr`, `accounts.google.com:oaud`, `sts:RoleSessionName`,
@@ -161,6 +163,11 @@ pub enum Op {
     Date(CmpOp),
     Numeric(CmpOp),
     Null,
+    /// `ArnEquals`/`ArnLike` (`negated`: `ArnNotEquals`/`ArnNotLike`): the six
+    /// colon-delimited parts compared one by one, each with `*`/`?` wildcards.
+    Arn {
+        negated: bool,
+    },
 }
 
 impl Op {
@@ -171,6 +178,7 @@ impl Op {
             Op::String(StringOp::NotEquals | StringOp::NotEqualsIgnoreCase | StringOp::NotLike)
                 | Op::Date(CmpOp::NotEquals)
                 | Op::Numeric(CmpOp::NotEquals)
+                | Op::Arn { negated: true }
         )
     }
 
@@ -184,6 +192,7 @@ impl Op {
                 }
                 StringOp::Like | StringOp::NotLike => wildcard_match(p, value),
             },
+            (Op::Arn { .. }, PolicyValue::Text(p)) => arn_match(p, value),
             (Op::Date(op) | Op::Numeric(op), PolicyValue::Number(p)) => {
                 let Ok(actual) = value.parse::<f64>() else {
                     return false;
@@ -390,6 +399,11 @@ fn parse_statement(
                 None => Ok(Vec::new()),
             };
             let (federated, aws) = (list("Federated")?, list("AWS")?);
+            if let Some(partial) = aws.iter().find(|a| *a != "*" && a.contains('*')) {
+                return Err(format!(
+                    "Principal.AWS {partial:?}: IAM rejects a wildcard in part of a principal (\"You cannot use a wildcard to match part of a principal name or ARN\"; MalformedPolicyDocument: Invalid principal in policy)"
+                ));
+            }
             if aws.iter().any(|a| a == "*") {
                 Principal::Any
             } else if !aws.is_empty() && !federated.is_empty() {
@@ -510,10 +524,12 @@ fn parse_operator(operator: &str) -> Result<ParsedOperator, String> {
             }
             Op::Null
         }
-        "Bool" | "BinaryEquals" | "IpAddress" | "NotIpAddress" | "ArnEquals" | "ArnLike"
-        | "ArnNotEquals" | "ArnNotLike" => {
+        // IAM documents ArnEquals and ArnLike identically (and their negations).
+        "ArnEquals" | "ArnLike" => Op::Arn { negated: false },
+        "ArnNotEquals" | "ArnNotLike" => Op::Arn { negated: true },
+        "Bool" | "BinaryEquals" | "IpAddress" | "NotIpAddress" => {
             return Ok(Err(format!(
-                "{base} is not modelled: no condition key of its type exists for AssumeRoleWithWebIdentity in passport's model"
+                "{base} is not modelled: no condition key of its type exists for AssumeRoleWithWebIdentity or AssumeRole in passport's model"
             )));
         }
         other => match (
@@ -631,6 +647,19 @@ fn check_clause(
             }
             Ok(values.iter().cloned().map(PolicyValue::Text).collect())
         }
+        Op::Arn { .. } => {
+            if !key.eq_ignore_ascii_case("aws:PrincipalArn") {
+                return Err(Refusal::Unmodelled(format!(
+                    "an ARN operator on {key}: the only ARN key passport models is aws:PrincipalArn"
+                )));
+            }
+            if let Some(v) = values.iter().find(|v| v.contains("${")) {
+                return Err(Refusal::Unmodelled(format!(
+                    "{v:?} holds a policy variable; passport does not substitute policy variables"
+                )));
+            }
+            Ok(values.iter().cloned().map(PolicyValue::Text).collect())
+        }
         Op::Date(_) => {
             if !matches!(kind, KeyType::Date | KeyType::Epoch) {
                 return Err(Refusal::Unmodelled(format!(
@@ -723,6 +752,15 @@ pub fn parse_date(s: &str) -> Option<f64> {
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
     let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
     Some(days as f64 * 86_400.0 + secs)
+}
+
+/// `ArnEquals`/`ArnLike`: "Each of the six colon-delimited components of the ARN is checked
+/// separately and each can include multi-character match wildcards (*) or single-character
+/// match wildcards (?)" (IAM condition operators). A value that is not an ARN matches nothing.
+fn arn_match(pattern: &str, value: &str) -> bool {
+    let p: Vec<&str> = pattern.splitn(6, ':').collect();
+    let v: Vec<&str> = value.splitn(6, ':').collect();
+    p.len() == 6 && v.len() == 6 && p.iter().zip(&v).all(|(p, v)| wildcard_match(p, v))
 }
 
 /// IAM string wildcards: `*` any run (including empty), `?` exactly one character.
@@ -819,6 +857,9 @@ pub struct Request {
     pub federated_principal: String,
     /// For `sts:AssumeRole`: the calling role's ARN (`arn:aws:iam::ACCOUNT:role/NAME`).
     pub aws_principal: Option<String>,
+    /// For `sts:AssumeRole`: the calling session's ARN
+    /// (`arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION`), which `Principal.AWS` may name.
+    pub aws_session_principal: Option<String>,
     pub action: String,
     /// Context keys, lower-cased, to their values; dates as Unix seconds.
     pub context: BTreeMap<String, Vec<String>>,
@@ -862,6 +903,7 @@ impl Request {
         Self {
             federated_principal: provider_arn(&call.account_id, &call.issuer),
             aws_principal: None,
+            aws_session_principal: None,
             action: action.into(),
             context,
         }
@@ -900,6 +942,7 @@ impl Request {
         Self {
             federated_principal: String::new(),
             aws_principal: Some(call.caller_role_arn.clone()),
+            aws_session_principal: call.caller_session_arn.clone(),
             action: action.into(),
             context,
         }
@@ -911,6 +954,8 @@ impl Request {
 pub struct AssumeRoleCall {
     /// The calling session's role: `arn:aws:iam::ACCOUNT:role/NAME`.
     pub caller_role_arn: String,
+    /// The calling session itself: `arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION`.
+    pub caller_session_arn: Option<String>,
     pub role_session_name: String,
     pub external_id: Option<String>,
     pub tags: Vec<(String, String)>,
@@ -918,13 +963,16 @@ pub struct AssumeRoleCall {
     pub now: Option<SystemTime>,
 }
 
-/// Whether `entry` (a `Principal.AWS` value) names the role `caller_role_arn`: the role's
-/// ARN itself, its account's root, or its account id.
-fn aws_principal_matches(entry: &str, caller_role_arn: &str) -> bool {
+/// Whether `entry` (a `Principal.AWS` value) names the caller: its role's ARN, its account's
+/// root or account id, or its own assumed-role session ARN (IAM: "To specify the
+/// assumed-role session ARN in the Principal element, use [...]
+/// arn:aws:sts::AWS-account-ID:assumed-role/role-name/role-session-name").
+fn aws_principal_matches(entry: &str, caller_role_arn: &str, session_arn: Option<&str>) -> bool {
     let account = caller_role_arn.split(':').nth(4).unwrap_or_default();
     entry == caller_role_arn
         || entry == format!("arn:aws:iam::{account}:root")
         || (entry.len() == 12 && entry == account)
+        || session_arn == Some(entry)
 }
 
 /// The element of a statement that did not match.
@@ -1101,7 +1149,11 @@ fn check_statement(s: &Statement, req: &Request) -> Option<Mismatch> {
         Principal::Any => {}
         Principal::Aws(entries) => {
             let caller = req.aws_principal.as_deref().unwrap_or_default();
-            if !entries.iter().any(|e| aws_principal_matches(e, caller)) {
+            let session = req.aws_session_principal.as_deref();
+            if !entries
+                .iter()
+                .any(|e| aws_principal_matches(e, caller, session))
+            {
                 return Some(Mismatch {
                     element: Element::Principal,
                     key: None,

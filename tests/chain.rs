@@ -102,11 +102,7 @@ impl Harness {
         let source =
             ChainedSource::new(first.clone(), second.clone(), chain, clock.clone()).with_seed(5);
         let shared = Arc::new(Shared::new(clock.clone(), Arc::new(Metrics::new())));
-        let app = App {
-            shared: shared.clone(),
-            auth_token: passport_core::auth::AuthToken::new(Secret::new(AUTH)),
-            imds: None,
-        };
+        let app = app(shared.clone());
         let stop = CancellationToken::new();
         tokio::spawn(
             Refresher::new(settings, Arc::new(source), shared)

@@ -20,12 +20,7 @@ fn now() -> SystemTime {
 }
 
 fn args() -> CheckArgs {
-    CheckArgs {
-        json: false,
-        trust_policy: None,
-        sts_endpoint: None,
-        no_identity: false,
-    }
+    CheckArgs::default()
 }
 
 fn jwt(sub: &str, aud: &str, exp_from_now: i64) -> String {
@@ -432,4 +427,354 @@ async fn all_good_against_the_emulator() {
         }
     }
     golden("all_good", &masked, env.dir.path());
+}
+
+// --- Role chaining: each hop explained (issue 14) -------------------------------------
+
+const READER: &str = "arn:aws:iam::444455556666:role/reader";
+const EXTERNAL_ID: &str = "shared-secret-id-7f3a";
+
+/// `passport check` with these flags, parsed as the command line would be.
+fn check_args(flags: &[&str]) -> CheckArgs {
+    use clap::Parser;
+    let mut argv = vec!["passport", "check"];
+    argv.extend_from_slice(flags);
+    match passport::cli::Cli::try_parse_from(argv).unwrap().command {
+        passport::cli::Command::Check(a) => a,
+        _ => unreachable!(),
+    }
+}
+
+/// The other account's trust policy, as `passport trust-policy --for-role` prints it.
+fn reader_policy(principal: &str, external_id: Option<&str>, tags: bool) -> String {
+    passport::commands::trust_policy::chained_role_policy_json(principal, external_id, tags)
+}
+
+/// The emulator with hop 1's role (`passport-demo`, any service account; `app`, only
+/// payments/api) and the chained role `reader` in account 444455556666 with `policy`.
+struct ChainRig {
+    emulator: passport::emulator::Emulator,
+    env: Env,
+    policy_file: String,
+}
+
+impl ChainRig {
+    async fn start(policy: &str, service_account: &str) -> Self {
+        use passport::emulator::mint::MintRequest;
+        use passport::emulator::{Emulator, EmulatorConfig, RoleConfig};
+        let app = json!({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Federated": "{{provider_arn}}"},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {"{{issuer_host}}:sub": "system:serviceaccount:payments:api"}}
+        }]});
+        let emulator = Emulator::start(EmulatorConfig {
+            roles: vec![
+                RoleConfig::new("app", app.to_string()),
+                RoleConfig::new("444455556666:reader", policy),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let token = emulator
+            .mint(&MintRequest::new("payments", service_account))
+            .unwrap();
+        let mut env = Env::irsa(&token);
+        env.set("AWS_ROLE_ARN", &emulator.role_arn("passport-demo"))
+            .set("AWS_ROLE_SESSION_NAME", "hop1")
+            .set("AWS_ENDPOINT_URL_STS", &emulator.sts_url());
+        let policy_file = env.file("reader-policy.json", policy);
+        Self {
+            emulator,
+            env,
+            policy_file,
+        }
+    }
+
+    /// Online (both hops against the emulator) and offline (`--chain-trust-policy`).
+    async fn check_both(&self, flags: &[&str]) -> (Report, Report) {
+        let mut flags: Vec<&str> = [&["--chain-role-arn", READER][..], flags].concat();
+        let lookup = |k: &str| self.env.vars.get(k).cloned();
+        let inputs = Inputs {
+            env: &lookup,
+            now: SystemTime::now(),
+        };
+        let online = run(&check_args(&flags), &inputs).await;
+        flags.extend(["--no-identity", "--chain-trust-policy", &self.policy_file]);
+        let offline = run(&check_args(&flags), &inputs).await;
+        (online, offline)
+    }
+}
+
+/// Every line of a report, human and JSON, for "never printed" assertions.
+fn everything(report: &Report) -> String {
+    report.human() + &serde_json::to_string(report).unwrap()
+}
+
+fn has(report: &Report, words: &str) {
+    assert!(
+        report.human().contains(words),
+        "missing {words:?} in:\n{}",
+        report.human()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_both_hops_pass_online_and_offline() {
+    let policy = reader_policy(
+        "arn:aws:iam::111122223333:role/passport-demo",
+        Some(EXTERNAL_ID),
+        true,
+    );
+    let rig = ChainRig::start(&policy, "api").await;
+    let id_file = rig.env.file("external-id", &format!("{EXTERNAL_ID}\n"));
+    let (online, offline) = rig
+        .check_both(&[
+            "--external-id-file",
+            &id_file,
+            "--session-tag",
+            "team=payments",
+        ])
+        .await;
+    assert!(online.ok(), "{}", online.human());
+    has(
+        &online,
+        "hop 1: AssumeRoleWithWebIdentity into arn:aws:iam::111122223333:role/passport-demo: arn:aws:sts::111122223333:assumed-role/passport-demo/hop1",
+    );
+    has(
+        &online,
+        "hop 2: AssumeRole into arn:aws:iam::444455556666:role/reader: arn:aws:sts::444455556666:assumed-role/reader/hop1",
+    );
+    has(
+        &online,
+        "signed as arn:aws:sts::111122223333:assumed-role/passport-demo/hop1",
+    );
+    assert!(offline.ok(), "{}", offline.human());
+    has(
+        &offline,
+        "STS would allow hop 2: sts:AssumeRole and sts:TagSession allowed by Statement[0]",
+    );
+    assert!(
+        !offline.human().contains("Chain (live)"),
+        "--no-identity makes no STS call"
+    );
+    for r in [&online, &offline] {
+        assert!(
+            !everything(r).contains(EXTERNAL_ID),
+            "the external id leaked:\n{}",
+            r.human()
+        );
+    }
+    rig.emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_external_id_mismatch_names_the_other_accounts_trust_policy() {
+    let policy = reader_policy(
+        "arn:aws:iam::111122223333:role/passport-demo",
+        Some(EXTERNAL_ID),
+        false,
+    );
+    let rig = ChainRig::start(&policy, "api").await;
+    let (online, offline) = rig
+        .check_both(&["--external-id", "not-the-shared-id"])
+        .await;
+    assert!(!online.ok());
+    has(&online, "hop 1: AssumeRoleWithWebIdentity");
+    has(
+        &online,
+        "hop 2 failed: AssumeRole into arn:aws:iam::444455556666:role/reader: AccessDenied",
+    );
+    has(
+        &online,
+        "this refusal is the trust policy of role reader in account 444455556666 (the other account), not the web-identity trust policy",
+    );
+    has(&online, "match the external id passport sends");
+    assert!(!offline.ok());
+    has(
+        &offline,
+        "StringEquals on sts:ExternalId: the external id passport sends does not match the condition",
+    );
+    for r in [&online, &offline] {
+        let all = everything(r);
+        assert!(
+            !all.contains(EXTERNAL_ID) && !all.contains("not-the-shared-id"),
+            "{all}"
+        );
+    }
+
+    // No external id at all: said so, offline; refused online.
+    let (online, offline) = rig.check_both(&[]).await;
+    has(&online, "hop 2 failed");
+    has(
+        &offline,
+        "the role asks for an external id and passport sends none",
+    );
+    assert!(!everything(&offline).contains(EXTERNAL_ID));
+    rig.emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_tags_without_tag_session_are_refused() {
+    let policy = reader_policy("arn:aws:iam::111122223333:role/passport-demo", None, false);
+    let rig = ChainRig::start(&policy, "api").await;
+    let (online, offline) = rig
+        .check_both(&["--session-tag", "team=payments", "--session-tag", "env=dev"])
+        .await;
+    has(&online, "hop 2 failed");
+    has(
+        &online,
+        "allow sts:TagSession, since passport passes session tags (team, env)",
+    );
+    has(&offline, "STS would refuse hop 2 with AccessDenied");
+    has(
+        &offline,
+        "not sts:TagSession, which STS requires because passport passes session tags (--session-tag team, env)",
+    );
+    // Without tags the same policy allows the chain, both ways.
+    let (online, offline) = rig.check_both(&[]).await;
+    assert!(online.ok(), "{}", online.human());
+    assert!(offline.ok(), "{}", offline.human());
+    rig.emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_principal_mismatch_says_which_role_signs_hop_2() {
+    let policy = reader_policy("arn:aws:iam::111122223333:role/other", None, false);
+    let rig = ChainRig::start(&policy, "api").await;
+    let (online, offline) = rig.check_both(&[]).await;
+    has(
+        &online,
+        "hop 2 failed: AssumeRole into arn:aws:iam::444455556666:role/reader: AccessDenied",
+    );
+    has(
+        &online,
+        "role reader in account 444455556666 (the other account)",
+    );
+    has(
+        &online,
+        "allow arn:aws:iam::111122223333:role/passport-demo (or its account's root) as Principal.AWS",
+    );
+    has(
+        &offline,
+        "Statement[0]: Principal.AWS names [\"arn:aws:iam::111122223333:role/other\"], neither hop 1's role, its account nor its session: passport signs hop 2 as arn:aws:sts::111122223333:assumed-role/passport-demo/hop1",
+    );
+    assert!(!offline.ok() && !online.ok());
+    rig.emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_above_one_hour_is_the_chaining_cap() {
+    let policy = reader_policy("arn:aws:iam::111122223333:root", None, false);
+    let rig = ChainRig::start(&policy, "api").await;
+    let (online, offline) = rig.check_both(&["--chain-duration-seconds", "7200"]).await;
+    has(&online, "serve would refuse: --chain-duration-seconds");
+    has(
+        &online,
+        "hop 2 failed: AssumeRole into arn:aws:iam::444455556666:role/reader: ValidationError: The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.",
+    );
+    has(&online, "STS caps role chaining at 1 hour");
+    has(&offline, "STS would allow hop 2");
+    has(
+        &offline,
+        "even with the trust policy satisfied, STS refuses --chain-duration-seconds 7200",
+    );
+    assert!(!online.ok() && !offline.ok());
+    rig.emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_hop_1_failing_is_told_apart() {
+    let policy = reader_policy("arn:aws:iam::111122223333:role/app", None, false);
+    // `app` trusts payments/api only; the token is payments/batch.
+    let mut rig = ChainRig::start(&policy, "batch").await;
+    let app = rig.emulator.role_arn("app");
+    rig.env.set("AWS_ROLE_ARN", &app);
+    let (online, offline) = rig.check_both(&[]).await;
+    has(
+        &online,
+        "hop 1 failed: AssumeRoleWithWebIdentity into arn:aws:iam::111122223333:role/app: AccessDenied",
+    );
+    has(
+        &online,
+        "this refusal is the web-identity trust policy of role app in account 111122223333 (hop 1)",
+    );
+    has(&online, "hop 2 not attempted");
+    assert!(
+        !online.human().contains("hop 2 failed"),
+        "{}",
+        online.human()
+    );
+    // Offline, hop 2's policy is fine: the chained role trusts `app`.
+    has(&offline, "STS would allow hop 2");
+    rig.emulator.shutdown().await;
+}
+
+/// Offline only, one policy per hop: `--trust-policy` for hop 1 (web identity) and
+/// `--chain-trust-policy` for hop 2, each in its own section.
+#[tokio::test]
+async fn chain_offline_evaluates_each_hops_policy() {
+    let env = Env::irsa(&jwt(
+        "system:serviceaccount:payments:api",
+        "sts.amazonaws.com",
+        3000,
+    ));
+    let hop1 = generated_policy(&env, "payments", "api");
+    let hop2 = env.file(
+        "reader.json",
+        &reader_policy(ROLE_ARN, Some(EXTERNAL_ID), true),
+    );
+    let id_file = env.file("external-id", EXTERNAL_ID);
+    let hop1 = hop1.display().to_string();
+    let flags = vec![
+        "--no-identity",
+        "--chain-role-arn",
+        READER,
+        "--trust-policy",
+        &hop1,
+        "--chain-trust-policy",
+        &hop2,
+        "--external-id-file",
+        &id_file,
+        "--session-tag",
+        "team=payments",
+    ];
+    let report = check(&env.vars, &check_args(&flags)).await;
+    assert!(report.ok(), "{}", report.human());
+    let names: Vec<&str> = report.sections.iter().map(|s| s.name).collect();
+    assert_eq!(
+        names,
+        [
+            "Environment",
+            "Token",
+            "Trust policy (hop 1, AssumeRoleWithWebIdentity)",
+            "Role chain",
+            "Trust policy (hop 2, AssumeRole)",
+            "Credentials endpoint"
+        ]
+    );
+    has(
+        &report,
+        "STS would allow hop 2: sts:AssumeRole and sts:TagSession allowed by Statement[0]",
+    );
+
+    // Another service account, same files: hop 1's policy refuses, hop 2's still allows.
+    let other = Env::irsa(&jwt(
+        "system:serviceaccount:payments:batch",
+        "sts.amazonaws.com",
+        3000,
+    ));
+    let report = check(&other.vars, &check_args(&flags)).await;
+    assert!(!report.ok());
+    let hop1_section = &report.sections[2];
+    assert!(
+        hop1_section
+            .checks
+            .iter()
+            .any(|c| c.status == passport::commands::check::Status::Fail),
+        "{}",
+        report.human()
+    );
+    has(&report, "STS would allow hop 2");
 }

@@ -12,7 +12,6 @@ use hyper::StatusCode;
 use passport_core::clock::{Clock, ManualClock};
 use passport_core::metrics::Metrics;
 use passport_core::refresh::{Refresher, Shared};
-use passport_core::secret::Secret;
 use passport_core::server::App;
 use passport_core::sts::ErrorClass;
 use tokio::time::sleep;
@@ -42,11 +41,7 @@ impl Harness {
         let h = Harness {
             clock,
             sts,
-            app: App {
-                shared,
-                auth_token: passport_core::auth::AuthToken::new(Secret::new(AUTH)),
-                imds: None,
-            },
+            app: app(shared),
             dir,
             stop: CancellationToken::new(),
         };
@@ -262,11 +257,11 @@ async fn permanent_refusal_retries_slowly_and_never_becomes_ready() {
     let metrics = String::from_utf8_lossy(&admin(&h.app, "/metrics").await.body).into_owned();
     assert!(
         metrics.contains(&format!(
-            "passport_refresh_total{{outcome=\"permanent\",code=\"AccessDenied\"}} {calls}"
+            "passport_refresh_total{{role=\"default\",outcome=\"permanent\",code=\"AccessDenied\"}} {calls}"
         )),
         "{metrics}"
     );
-    assert!(metrics.contains("passport_ready 0"));
+    assert!(metrics.contains("passport_ready{role=\"default\"} 0"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -403,7 +398,9 @@ async fn a_hanging_sts_is_timed_out_and_retried() {
     assert_eq!(h.sts.calls(), 2);
     let metrics = String::from_utf8_lossy(&admin(&h.app, "/metrics").await.body).into_owned();
     assert!(
-        metrics.contains("passport_refresh_total{outcome=\"transient\",code=\"Timeout\"} 1"),
+        metrics.contains(
+            "passport_refresh_total{role=\"default\",outcome=\"transient\",code=\"Timeout\"} 1"
+        ),
         "{metrics}"
     );
 }

@@ -1,6 +1,6 @@
 //! The Rust SDK as a real client: `aws_config::ecs::EcsCredentialsProvider` against the built
 //! passport binary, with `moto_server` as STS, then `aws_sdk_sts` GetCallerIdentity with the
-//! credentials it got.
+//! credentials it got; the same for an `--extra-role` at `/v1/credentials/reports`.
 //!
 //! `EcsCredentialsProvider` reads `AWS_CONTAINER_CREDENTIALS_FULL_URI` and
 //! `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` from the process environment (aws-config only
@@ -25,6 +25,9 @@ const ROLE_ARN: &str = "arn:aws:iam::111122223333:role/app";
 const SESSION: &str = "rust-test";
 const ASSUMED_ROLE_ARN: &str = "arn:aws:sts::111122223333:assumed-role/app/rust-test";
 const CHILD_MARKER: &str = "PASSPORT_RUST_CLIENT_CHILD";
+/// An `--extra-role`, served at /v1/credentials/reports.
+const EXTRA_ROLE_ARN: &str = "arn:aws:iam::111122223333:role/reports";
+const EXTRA_ASSUMED_ROLE_ARN: &str = "arn:aws:sts::111122223333:assumed-role/reports/rust-test";
 
 /// Kills what it holds if the test panics before a clean stop.
 struct Proc {
@@ -235,6 +238,7 @@ async fn ecs_provider_gets_exactly_what_sts_issued() {
         Command::new(env!("CARGO_BIN_EXE_passport"))
             .arg("serve")
             .args(["--role-arn", ROLE_ARN, "--session-name", SESSION])
+            .args(["--extra-role", &format!("reports={EXTRA_ROLE_ARN}")])
             .arg("--token-file")
             .arg(&token_file)
             .args(["--sts-endpoint", &moto_url])
@@ -275,6 +279,34 @@ async fn ecs_provider_gets_exactly_what_sts_issued() {
     );
 
     // STS itself says these are the keys it issued for the role.
+    let identity = caller_identity(&moto_url, &got).await;
+    assert_eq!(identity.arn(), Some(ASSUMED_ROLE_ARN));
+    assert_eq!(identity.account(), Some("111122223333"));
+
+    // The extra role, at its own path: other keys, the other role.
+    let url = format!("http://127.0.0.1:{port}/v1/credentials/reports");
+    let auth_file = dir.path().join("auth-token");
+    let extra = tokio::task::spawn_blocking(move || run_ecs_client(&url, &auth_file))
+        .await
+        .unwrap();
+    assert_ne!(extra["access_key_id"], got["access_key_id"]);
+    let identity = caller_identity(&moto_url, &extra).await;
+    assert_eq!(identity.arn(), Some(EXTRA_ASSUMED_ROLE_ARN));
+
+    let status = passport.terminate(Duration::from_secs(5));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "passport should exit 0 on SIGTERM, got {status:?}:\n{}",
+        passport.log()
+    );
+    moto.terminate(Duration::from_secs(5));
+}
+
+/// GetCallerIdentity against moto, signed with credentials a client got from passport.
+async fn caller_identity(
+    moto_url: &str,
+    got: &serde_json::Value,
+) -> aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityOutput {
     use aws_sdk_sts::config::{Credentials, Region};
     let credentials = Credentials::new(
         got["access_key_id"].as_str().unwrap(),
@@ -286,22 +318,12 @@ async fn ecs_provider_gets_exactly_what_sts_issued() {
     let config = aws_sdk_sts::Config::builder()
         .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .endpoint_url(&moto_url)
+        .endpoint_url(moto_url)
         .credentials_provider(credentials)
         .build();
-    let identity = aws_sdk_sts::Client::from_conf(config)
+    aws_sdk_sts::Client::from_conf(config)
         .get_caller_identity()
         .send()
         .await
-        .expect("GetCallerIdentity against moto");
-    assert_eq!(identity.arn(), Some(ASSUMED_ROLE_ARN));
-    assert_eq!(identity.account(), Some("111122223333"));
-
-    let status = passport.terminate(Duration::from_secs(5));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "passport should exit 0 on SIGTERM, got {status:?}:\n{}",
-        passport.log()
-    );
-    moto.terminate(Duration::from_secs(5));
+        .expect("GetCallerIdentity against moto")
 }

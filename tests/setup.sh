@@ -5,7 +5,7 @@
 #
 #   .venv/                    Python client tools: tests/clients/requirements.txt + constraints.txt
 #   tests/clients/node/       npm ci from package-lock.json
-#   Go module cache           go mod download in tests/clients/go and tests/clients/go-legacy (go.sum)
+#   Go module cache           go mod download in tests/clients/go, go-legacy and go-probe (go.sum)
 #   ~/.m2 (or MAVEN_REPO)     Maven dependencies and plugins of tests/clients/java (exact versions)
 #   $PASSPORT_TOOLS/bin       helm (go install helm.sh/helm/v4/cmd/helm@HELM_VERSION) and, only
 #                             if kubectl is absent, kustomize (go install ...kustomize/v5@KUSTOMIZE_VERSION)
@@ -63,7 +63,7 @@ node_modules() {
 
 go_modules() {
     local m
-    for m in tests/clients/go tests/clients/go-legacy; do
+    for m in tests/clients/go tests/clients/go-legacy tests/clients/go-probe; do
         (cd "$m" && go mod download && go mod verify >/dev/null)
     done
 }

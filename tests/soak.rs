@@ -15,8 +15,6 @@ use hyper::StatusCode;
 use passport_core::clock::{Clock, ManualClock};
 use passport_core::metrics::Metrics;
 use passport_core::refresh::{Refresher, Shared};
-use passport_core::secret::Secret;
-use passport_core::server::App;
 use passport_core::sts::ErrorClass;
 use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
@@ -63,11 +61,7 @@ async fn soak_with_rotation_faults_and_clients() {
     let dir = tempfile::tempdir().unwrap();
     rotate_token(dir.path(), 0);
     let shared = Arc::new(Shared::new(clock.clone(), Arc::new(Metrics::new())));
-    let app = Arc::new(App {
-        shared: shared.clone(),
-        auth_token: passport_core::auth::AuthToken::new(Secret::new(AUTH)),
-        imds: None,
-    });
+    let app = Arc::new(app(shared.clone()));
     let stop = CancellationToken::new();
     tokio::spawn(
         Refresher::new(

@@ -1,5 +1,6 @@
 //! Every row of `tests/trust_cases/cases.json`, run against the STS emulator (real
-//! `aws-sdk-sts` `AssumeRoleWithWebIdentity` calls) and against `passport check`'s offline
+//! `aws-sdk-sts` `AssumeRoleWithWebIdentity` calls, and for `assume_role` rows a SigV4-signed
+//! `AssumeRole` with the first session's keys) and against `passport check`'s offline
 //! evaluation, so the two can never diverge. See tests/trust_cases/README.md.
 
 use std::sync::Arc;
@@ -118,6 +119,32 @@ fn strings(v: &Value) -> Vec<String> {
     }
 }
 
+/// The emulator as a row expects it: refusing the policy with the row's words (`None`:
+/// nothing more to check), or running when the row expects no refusal.
+async fn started_as_expected<E: std::fmt::Display>(
+    case: &Case<'_>,
+    started: Result<Emulator, E>,
+) -> Result<Option<Emulator>, String> {
+    let words = case.refusal_words();
+    match started {
+        Err(e) if !words.is_empty() => {
+            let text = e.to_string();
+            match words.iter().find(|w| !text.contains(w.as_str())) {
+                None => Ok(None),
+                Some(w) => Err(format!(
+                    "the emulator refused the policy without {w:?}: {text}"
+                )),
+            }
+        }
+        Err(e) => Err(format!("the emulator did not start: {e}")),
+        Ok(emu) if !words.is_empty() => {
+            emu.shutdown().await;
+            Err("the emulator loaded a policy it should refuse".into())
+        }
+        Ok(emu) => Ok(Some(emu)),
+    }
+}
+
 async fn run_emulator(case: &Case<'_>, key: &Arc<SigningKey>) -> Result<(), String> {
     let mut trusted = Vec::new();
     if let Some(registered) = case.registered_issuer() {
@@ -135,23 +162,8 @@ async fn run_emulator(case: &Case<'_>, key: &Arc<SigningKey>) -> Result<(), Stri
         ..Default::default()
     })
     .await;
-    let words = case.refusal_words();
-    let emu = match started {
-        Err(e) if !words.is_empty() => {
-            let text = e.to_string();
-            return match words.iter().find(|w| !text.contains(w.as_str())) {
-                None => Ok(()),
-                Some(w) => Err(format!(
-                    "the emulator refused the policy without {w:?}: {text}"
-                )),
-            };
-        }
-        Err(e) => return Err(format!("the emulator did not start: {e}")),
-        Ok(emu) if !words.is_empty() => {
-            emu.shutdown().await;
-            return Err("the emulator loaded a policy it should refuse".into());
-        }
-        Ok(emu) => emu,
+    let Some(emu) = started_as_expected(case, started).await? else {
+        return Ok(());
     };
     let token = key.sign(&case.claims()).unwrap();
     let client = aws_sdk_sts::Client::from_conf(
@@ -273,11 +285,22 @@ async fn every_case_agrees_with_the_emulator_and_check() {
             "{}: every row cites its documentation",
             case.id
         );
-        match run_emulator(&case, &key).await {
+        let chained = case.get("kind").and_then(Value::as_str) == Some("assume_role");
+        let emulated = if chained {
+            run_emulator_assume_role(&case, &key).await
+        } else {
+            run_emulator(&case, &key).await
+        };
+        match emulated {
             Ok(()) => emulator_ok += 1,
             Err(e) => failures.push(format!("{} [emulator]: {e}", case.id)),
         }
-        match run_check(&case) {
+        let checked = if chained {
+            run_check_assume_role(&case)
+        } else {
+            run_check(&case)
+        };
+        match checked {
             Ok(()) => check_ok += 1,
             Err(e) => failures.push(format!("{} [check]: {e}", case.id)),
         }
@@ -287,4 +310,219 @@ async fn every_case_agrees_with_the_emulator_and_check() {
         rows.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+// --- sts:AssumeRole rows (role chaining, issue 14) ---------------------------------------
+//
+// `"kind": "assume_role"` rows: the caller is a session of role `defaults.assume_role.caller_role`
+// (account `defaults.account_id`), obtained by web identity; the row's `policy` is the trust
+// policy of `defaults.assume_role.target_role` (another account); `assume_role` holds the
+// AssumeRole parameters. The emulator is called with aws-sdk-sts, SigV4-signed with the first
+// session's keys; the check side is the evaluator `passport check --chain-trust-policy` uses.
+
+impl Case<'_> {
+    fn chain_default(&self, field: &str) -> String {
+        self.defaults["assume_role"][field]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+    fn chain_param(&self, field: &str) -> Option<&Value> {
+        self.row.pointer(&format!("/assume_role/{field}"))
+    }
+    fn chain_session_name(&self) -> String {
+        self.chain_param("role_session_name")
+            .and_then(Value::as_str)
+            .map_or_else(|| self.chain_default("role_session_name"), str::to_owned)
+    }
+    fn external_id(&self) -> Option<String> {
+        self.chain_param("external_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
+    fn tags(&self) -> Vec<(String, String)> {
+        self.chain_param("tags")
+            .and_then(Value::as_object)
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    fn transitive_tag_keys(&self) -> Vec<String> {
+        strings(
+            self.chain_param("transitive_tag_keys")
+                .unwrap_or(&Value::Null),
+        )
+    }
+    fn caller_role_arn(&self) -> String {
+        format!(
+            "arn:aws:iam::{}:role/{}",
+            self.account(),
+            self.chain_default("caller_role")
+        )
+    }
+    fn caller_session_arn(&self) -> String {
+        format!(
+            "arn:aws:sts::{}:assumed-role/{}/{}",
+            self.account(),
+            self.chain_default("caller_role"),
+            self.session_name()
+        )
+    }
+    fn target_role_arn(&self) -> String {
+        let (account, name) = self
+            .chain_default("target_role")
+            .split_once(':')
+            .map(|(a, n)| (a.to_owned(), n.to_owned()))
+            .unwrap();
+        format!("arn:aws:iam::{account}:role/{name}")
+    }
+    /// STS's refusal of `action` for this caller and role.
+    fn denied(&self, action: &str) -> StsAnswer {
+        StsAnswer::error(
+            "AccessDenied",
+            format!(
+                "User: {} is not authorized to perform: {action} on resource: {}",
+                self.caller_session_arn(),
+                self.target_role_arn()
+            ),
+        )
+    }
+}
+
+async fn run_emulator_assume_role(case: &Case<'_>, key: &Arc<SigningKey>) -> Result<(), String> {
+    let issuer = case.issuer();
+    let provider = trust_policy::provider_arn(&case.account(), &issuer);
+    let caller_policy = json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Principal": {"Federated": provider},
+        "Action": "sts:AssumeRoleWithWebIdentity"
+    }]});
+    let mut t = TrustedIssuer::new(issuer.clone(), key.jwks());
+    t.audiences = case.client_ids();
+    let started = Emulator::start(EmulatorConfig {
+        account_id: case.account(),
+        signing_key: Some(key.clone()),
+        roles: vec![
+            RoleConfig::new(case.chain_default("caller_role"), caller_policy.to_string()),
+            RoleConfig::new(case.chain_default("target_role"), case.policy()),
+        ],
+        default_role: false,
+        trusted_issuers: vec![t],
+        // The SDK signs AssumeRole with the wall clock, and the emulator checks SigV4 dates
+        // against its own: these rows run on the wall clock (none tests a time key).
+        clock: Arc::new(passport_core::clock::SystemClock),
+        ..Default::default()
+    })
+    .await;
+    let Some(emu) = started_as_expected(case, started).await? else {
+        return Ok(());
+    };
+    let wall = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = json!({
+        "iss": issuer,
+        "sub": "system:serviceaccount:default:app",
+        "aud": "sts.amazonaws.com",
+        "iat": wall - 60,
+        "exp": wall + 3600,
+    });
+    let token = key.sign(&claims).unwrap();
+    let config = || {
+        aws_sdk_sts::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(emu.sts_url())
+            .retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled())
+    };
+    let first = aws_sdk_sts::Client::from_conf(config().build())
+        .assume_role_with_web_identity()
+        .role_arn(case.caller_role_arn())
+        .role_session_name(case.session_name())
+        .web_identity_token(token)
+        .send()
+        .await
+        .map_err(|e| format!("hop 1 failed: {:?}", e.code()))?;
+    let c = first.credentials().unwrap();
+    let signer = aws_sdk_sts::config::Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_owned()),
+        None,
+        "trust-cases",
+    );
+    let client = aws_sdk_sts::Client::from_conf(config().credentials_provider(signer).build());
+    let mut request = client
+        .assume_role()
+        .role_arn(case.target_role_arn())
+        .role_session_name(case.chain_session_name())
+        .set_external_id(case.external_id());
+    for (k, v) in case.tags() {
+        request = request.tags(
+            aws_sdk_sts::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .unwrap(),
+        );
+    }
+    for k in case.transitive_tag_keys() {
+        request = request.transitive_tag_keys(k);
+    }
+    let got = match request.send().await {
+        Ok(out) if out.credentials().is_some() => StsAnswer::Credentials,
+        Ok(_) => return Err("success without credentials".into()),
+        Err(e) => StsAnswer::error(e.code().unwrap_or("<none>"), e.message().unwrap_or("")),
+    };
+    emu.shutdown().await;
+    let want = case.expected_answer().unwrap();
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("the emulator answered {got}, expected {want}"))
+    }
+}
+
+fn run_check_assume_role(case: &Case<'_>) -> Result<(), String> {
+    let words = case.refusal_words();
+    let policy = match trust_policy::TrustPolicy::parse(&case.policy()) {
+        Ok(p) if words.is_empty() => p,
+        Ok(_) => return Err("the evaluator loaded a policy it should refuse".into()),
+        Err(e) => {
+            let text = e.lines().join("\n");
+            return match words.iter().find(|w| !text.contains(w.as_str())) {
+                None if !words.is_empty() => Ok(()),
+                None => Err(format!("the evaluator refused the policy: {text}")),
+                Some(w) => Err(format!("the evaluator's refusal lacks {w:?}:\n{text}")),
+            };
+        }
+    };
+    let call = trust_policy::AssumeRoleCall {
+        caller_role_arn: case.caller_role_arn(),
+        caller_session_arn: Some(case.caller_session_arn()),
+        role_session_name: case.chain_session_name(),
+        external_id: case.external_id(),
+        tags: case.tags(),
+        transitive_tag_keys: case.transitive_tag_keys(),
+        now: Some(case.now()),
+    };
+    let decision = trust_policy::evaluate_assume_role(&policy, &call);
+    let got = if decision.allowed() {
+        StsAnswer::Credentials
+    } else {
+        case.denied(&decision.action)
+    };
+    let want = case.expected_answer().unwrap();
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!(
+            "the evaluator answered {got}, expected {want}:\n{}",
+            decision.explain()
+        ))
+    }
 }

@@ -176,6 +176,65 @@ impl fmt::Display for SessionName {
     }
 }
 
+/// The name a served role goes by: `default` for `--role-arn` (or its chain), and the
+/// `NAME` of each `--extra-role NAME=ARN`, served at `/v1/credentials/NAME`, in metrics
+/// labels and in logs. A DNS label (1 to 63 of `[a-z0-9-]`, alphanumeric at both ends), so
+/// it is safe in a URL path, a Prometheus label and a Kubernetes field alike.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RoleName(String);
+
+impl RoleName {
+    /// The role given by `--role-arn` (and `--chain-role-arn`).
+    pub const DEFAULT: &'static str = "default";
+
+    pub fn default_role() -> Self {
+        Self(Self::DEFAULT.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_default(&self) -> bool {
+        self.0 == Self::DEFAULT
+    }
+}
+
+impl FromStr for RoleName {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bytes = s.as_bytes();
+        let shape = !bytes.is_empty()
+            && bytes.len() <= 63
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+            && bytes[0] != b'-'
+            && bytes[bytes.len() - 1] != b'-';
+        if shape {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(
+                "a role name is 1 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit",
+            )
+        }
+    }
+}
+
+/// Look roles up by the name in a request path.
+impl std::borrow::Borrow<str> for RoleName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RoleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +304,25 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.as_str().parse::<SessionName>().is_ok());
         assert_eq!(a, SessionName::sanitize(&long_a), "stable");
+    }
+
+    #[test]
+    fn role_names_are_dns_labels() {
+        for ok in ["default", "a", "reports-reader", "s3", "x1-2"] {
+            assert_eq!(ok.parse::<RoleName>().unwrap().as_str(), ok);
+        }
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "Reports",
+            "a/b",
+            "a.b",
+            "a b",
+            &"a".repeat(64),
+        ] {
+            assert!(bad.parse::<RoleName>().is_err(), "{bad:?}");
+        }
+        assert!(RoleName::default_role().is_default());
     }
 }

@@ -92,96 +92,143 @@ impl Metrics {
             .map_or(0, |i| self.requests[i].load(Relaxed))
     }
 
-    /// Render the Prometheus text exposition format. `seconds_until_expiry` and `ready` are
-    /// read from the live snapshot by the caller.
+    /// Render the Prometheus text exposition format for a single role named `default`.
+    /// `seconds_until_expiry` and `ready` are read from the live snapshot by the caller.
     pub fn render(&self, seconds_until_expiry: Option<f64>, ready: bool) -> String {
-        let mut out = String::with_capacity(2048);
-        let o = &mut out;
-        family(
-            o,
-            "passport_refresh_total",
-            "counter",
-            "STS credential refreshes by outcome.",
-        );
+        render(
+            &[RoleView {
+                name: crate::aws::RoleName::DEFAULT,
+                metrics: self,
+                seconds_until_expiry,
+                ready,
+            }],
+            self,
+        )
+    }
+}
+
+/// What `/metrics` shows of one served role: its own refresh counters and latency, and
+/// its snapshot's expiry and readiness.
+pub struct RoleView<'a> {
+    pub name: &'a str,
+    pub metrics: &'a Metrics,
+    pub seconds_until_expiry: Option<f64>,
+    pub ready: bool,
+}
+
+/// The Prometheus text exposition format: the per-role families with a `role` label (each
+/// role refreshes on its own), then the listener counters, kept in `server` (the default
+/// role's registry: requests are counted once, whichever role they ask for).
+pub fn render(roles: &[RoleView<'_>], server: &Metrics) -> String {
+    let mut out = String::with_capacity(2048 * roles.len().max(1));
+    let o = &mut out;
+    family(
+        o,
+        "passport_refresh_total",
+        "counter",
+        "STS credential refreshes by role and outcome.",
+    );
+    for r in roles {
+        let role = r.name;
         sample(
             o,
-            "passport_refresh_total{outcome=\"success\",code=\"\"}",
-            self.refresh_success.load(Relaxed),
+            &format!("passport_refresh_total{{role=\"{role}\",outcome=\"success\",code=\"\"}}"),
+            r.metrics.refresh_success.load(Relaxed),
         );
-        for ((class, code), n) in self.refresh_failures.lock().unwrap().iter() {
+        for ((class, code), n) in r.metrics.refresh_failures.lock().unwrap().iter() {
             let name = format!(
-                "passport_refresh_total{{outcome=\"{class}\",code=\"{}\"}}",
+                "passport_refresh_total{{role=\"{role}\",outcome=\"{class}\",code=\"{}\"}}",
                 label(code)
             );
             sample(o, &name, n);
         }
+    }
 
-        let latency = "passport_sts_request_duration_seconds";
-        family(
-            o,
-            latency,
-            "histogram",
-            "Latency of STS AssumeRoleWithWebIdentity calls.",
-        );
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
+    let latency = "passport_sts_request_duration_seconds";
+    family(
+        o,
+        latency,
+        "histogram",
+        "Latency of STS calls (AssumeRoleWithWebIdentity, and AssumeRole when chained), by role.",
+    );
+    for r in roles {
+        let role = r.name;
+        let m = r.metrics;
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&m.latency_buckets) {
             sample(
                 o,
-                &format!("{latency}_bucket{{le=\"{bound}\"}}"),
+                &format!("{latency}_bucket{{role=\"{role}\",le=\"{bound}\"}}"),
                 bucket.load(Relaxed),
             );
         }
-        let count = self.latency_count.load(Relaxed);
-        sample(o, &format!("{latency}_bucket{{le=\"+Inf\"}}"), count);
-        let sum = self.latency_sum_micros.load(Relaxed) as f64 / 1e6;
-        sample(o, &format!("{latency}_sum"), sum);
-        sample(o, &format!("{latency}_count"), count);
+        let count = m.latency_count.load(Relaxed);
+        sample(
+            o,
+            &format!("{latency}_bucket{{role=\"{role}\",le=\"+Inf\"}}"),
+            count,
+        );
+        let sum = m.latency_sum_micros.load(Relaxed) as f64 / 1e6;
+        sample(o, &format!("{latency}_sum{{role=\"{role}\"}}"), sum);
+        sample(o, &format!("{latency}_count{{role=\"{role}\"}}"), count);
+    }
 
-        let expiry = "passport_credentials_expiry_seconds";
-        family(
-            o,
-            expiry,
-            "gauge",
-            "Seconds until the served credentials expire.",
-        );
-        if let Some(s) = seconds_until_expiry {
-            sample(o, expiry, format_args!("{s:.0}"));
-        }
-        family(
-            o,
-            "passport_ready",
-            "gauge",
-            "Whether valid credentials are being served.",
-        );
-        sample(o, "passport_ready", u8::from(ready));
-
-        family(
-            o,
-            "passport_http_requests_total",
-            "counter",
-            "Credential endpoint responses by status.",
-        );
-        for (status, n) in STATUSES.iter().zip(&self.requests) {
-            let status = if *status == 0 {
-                "other".to_string()
-            } else {
-                status.to_string()
-            };
+    let expiry = "passport_credentials_expiry_seconds";
+    family(
+        o,
+        expiry,
+        "gauge",
+        "Seconds until the served credentials expire, by role.",
+    );
+    for r in roles {
+        if let Some(s) = r.seconds_until_expiry {
             sample(
                 o,
-                &format!("passport_http_requests_total{{status=\"{status}\"}}"),
-                n.load(Relaxed),
+                &format!("{expiry}{{role=\"{}\"}}", r.name),
+                format_args!("{s:.0}"),
             );
         }
-        let refused = "passport_connections_refused_total";
-        family(
-            o,
-            refused,
-            "counter",
-            "Connections closed at accept because the cap was reached.",
-        );
-        sample(o, refused, self.connections_refused.load(Relaxed));
-        out
     }
+    family(
+        o,
+        "passport_ready",
+        "gauge",
+        "Whether valid credentials are being served, by role.",
+    );
+    for r in roles {
+        sample(
+            o,
+            &format!("passport_ready{{role=\"{}\"}}", r.name),
+            u8::from(r.ready),
+        );
+    }
+
+    family(
+        o,
+        "passport_http_requests_total",
+        "counter",
+        "Credential endpoint responses by status.",
+    );
+    for (status, n) in STATUSES.iter().zip(&server.requests) {
+        let status = if *status == 0 {
+            "other".to_string()
+        } else {
+            status.to_string()
+        };
+        sample(
+            o,
+            &format!("passport_http_requests_total{{status=\"{status}\"}}"),
+            n.load(Relaxed),
+        );
+    }
+    let refused = "passport_connections_refused_total";
+    family(
+        o,
+        refused,
+        "counter",
+        "Connections closed at accept because the cap was reached.",
+    );
+    sample(o, refused, server.connections_refused.load(Relaxed));
+    out
 }
 
 /// A metric family's `# HELP` and `# TYPE` lines.
@@ -220,19 +267,78 @@ mod tests {
         m.record_request(200);
         m.record_request(418);
         let text = m.render(Some(1799.6), true);
-        assert!(text.contains("passport_refresh_total{outcome=\"success\",code=\"\"} 1"));
         assert!(
-            text.contains("passport_refresh_total{outcome=\"throttled\",code=\"Throttling\"} 1")
+            text.contains(
+                "passport_refresh_total{role=\"default\",outcome=\"success\",code=\"\"} 1"
+            )
         );
+        assert!(text.contains(
+            "passport_refresh_total{role=\"default\",outcome=\"throttled\",code=\"Throttling\"} 1"
+        ));
+        assert!(text.contains(
+            "passport_refresh_total{role=\"default\",outcome=\"permanent\",code=\"AccessDenied\"} 1"
+        ));
+        assert!(text.contains(
+            "passport_sts_request_duration_seconds_bucket{role=\"default\",le=\"0.05\"} 1"
+        ));
         assert!(
-            text.contains("passport_refresh_total{outcome=\"permanent\",code=\"AccessDenied\"} 1")
+            text.contains(
+                "passport_sts_request_duration_seconds_bucket{role=\"default\",le=\"1\"} 2"
+            )
         );
-        assert!(text.contains("passport_sts_request_duration_seconds_bucket{le=\"0.05\"} 1"));
-        assert!(text.contains("passport_sts_request_duration_seconds_bucket{le=\"1\"} 2"));
-        assert!(text.contains("passport_sts_request_duration_seconds_count 2"));
-        assert!(text.contains("passport_credentials_expiry_seconds 1800"));
+        assert!(text.contains("passport_sts_request_duration_seconds_count{role=\"default\"} 2"));
+        assert!(text.contains("passport_credentials_expiry_seconds{role=\"default\"} 1800"));
         assert!(text.contains("passport_http_requests_total{status=\"200\"} 2"));
         assert!(text.contains("passport_http_requests_total{status=\"other\"} 1"));
         assert_eq!(m.sts_calls(), 2);
+    }
+
+    #[test]
+    fn every_role_has_its_own_labelled_series_and_requests_are_counted_once() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        a.record_refresh_success(Duration::from_millis(10));
+        b.record_refresh_failure(ErrorClass::Permanent, "AccessDenied", None);
+        a.record_request(200);
+        let text = render(
+            &[
+                RoleView {
+                    name: "default",
+                    metrics: &a,
+                    seconds_until_expiry: Some(60.0),
+                    ready: true,
+                },
+                RoleView {
+                    name: "reports",
+                    metrics: &b,
+                    seconds_until_expiry: None,
+                    ready: false,
+                },
+            ],
+            &a,
+        );
+        assert!(
+            text.contains("passport_ready{role=\"default\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("passport_ready{role=\"reports\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "passport_refresh_total{role=\"reports\",outcome=\"permanent\",code=\"AccessDenied\"} 1"
+        ));
+        assert!(
+            text.contains(
+                "passport_refresh_total{role=\"reports\",outcome=\"success\",code=\"\"} 0"
+            )
+        );
+        assert!(text.contains("passport_sts_request_duration_seconds_count{role=\"default\"} 1"));
+        assert!(!text.contains("passport_credentials_expiry_seconds{role=\"reports\"}"));
+        assert_eq!(text.matches("# TYPE passport_ready gauge").count(), 1);
+        assert_eq!(
+            text.matches("passport_http_requests_total{status=\"200\"} 1")
+                .count(),
+            1
+        );
     }
 }

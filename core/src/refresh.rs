@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::aws::{RoleArn, SessionName};
+use crate::aws::{RoleArn, RoleName, SessionName};
 use crate::clock::{Clock, format_rfc3339_seconds};
 use crate::credentials::{Served, Snapshot, error_body};
 use crate::metrics::Metrics;
@@ -80,6 +80,8 @@ impl Shared {
 }
 
 pub struct Refresher {
+    /// Which served role this refresher keeps fresh: in every log line it writes.
+    role: RoleName,
     settings: RefreshSettings,
     source: Arc<dyn CredentialSource>,
     shared: Arc<Shared>,
@@ -98,11 +100,18 @@ impl Refresher {
         shared: Arc<Shared>,
     ) -> Self {
         Self {
+            role: RoleName::default_role(),
             settings,
             source,
             shared,
             schedule: Schedule::from_entropy(),
         }
+    }
+
+    /// Name the role (an `--extra-role`); `default` otherwise.
+    pub fn with_role(mut self, role: RoleName) -> Self {
+        self.role = role;
+        self
     }
 
     /// Seeded randomness, for deterministic tests.
@@ -118,6 +127,7 @@ impl Refresher {
                 Outcome::Refreshed { lifetime } => {
                     let delay = self.schedule.after_success(lifetime);
                     info!(
+                        role = %self.role,
                         next_refresh_in_s = delay.as_secs(),
                         "next refresh scheduled"
                     );
@@ -129,11 +139,11 @@ impl Refresher {
                     self.publish_failure(&err);
                     let ready = self.shared.is_ready();
                     if err.class == ErrorClass::Permanent {
-                        error!(code = %err.code, class = err.class.as_str(), message = %err.message,
+                        error!(role = %self.role, code = %err.code, class = err.class.as_str(), message = %err.message,
                             attempt, retry_in_ms = delay.as_millis() as u64, serving = ready,
                             "STS refused the web-identity exchange; check the role's trust policy and the token");
                     } else {
-                        warn!(code = %err.code, class = err.class.as_str(), message = %err.message,
+                        warn!(role = %self.role, code = %err.code, class = err.class.as_str(), message = %err.message,
                             attempt, retry_in_ms = delay.as_millis() as u64, serving = ready,
                             "credential refresh failed; retrying");
                     }
@@ -149,6 +159,7 @@ impl Refresher {
                 }
                 if self.needs_refresh_now(self.schedule.urgent_below()) {
                     warn!(
+                        role = %self.role,
                         "served credentials are closer to expiry than scheduled (wall clock stepped?); refreshing now"
                     );
                     break;
@@ -190,7 +201,7 @@ impl Refresher {
                 ));
             }
         };
-        debug!(iss = ?token.claims.iss, sub = ?token.claims.sub, aud = ?token.claims.aud,
+        debug!(role = %self.role, iss = ?token.claims.iss, sub = ?token.claims.sub, aud = ?token.claims.aud,
             exp = ?token.claims.exp, "read web-identity token");
         let request = AssumeRoleRequest {
             role_arn: self.settings.role_arn.clone(),
@@ -240,10 +251,11 @@ impl Refresher {
             return Outcome::Failed(err);
         };
         metrics.record_refresh_success(latency);
-        info!(access_key_id = %creds.access_key_id, expiration = %format_rfc3339_seconds(creds.expiration),
+        info!(role = %self.role, access_key_id = %creds.access_key_id, expiration = %format_rfc3339_seconds(creds.expiration),
             latency_ms = latency.as_millis() as u64, sub = ?token.claims.sub, "refreshed credentials");
         if servable + crate::credentials::SERVE_MARGIN < CLIENT_REFRESH_WINDOW {
             warn!(
+                role = %self.role,
                 seconds_left = servable.as_secs(),
                 "STS returned credentials shorter-lived than SDK refresh windows; clients will refetch often"
             );

@@ -5,6 +5,9 @@
 //! credentials endpoint as an SDK would call it, and the identity STS reports for the
 //! credentials the application would get. `--json` prints the same report for machines;
 //! the exit status is 0 only when nothing failed.
+//!
+//! With `--chain-role-arn` (and the other chain flags of `serve`), the chain's own sections
+//! come after the trust policy: see [`chain`].
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -18,7 +21,10 @@ use passport_core::auth::{HeaderProblem, header_problem};
 use passport_core::secret::Secret;
 use passport_core::token::{Claims, decode_claims};
 
-#[derive(Debug, Clone, clap::Args)]
+/// Role chaining: each hop explained (`--chain-role-arn`, `--chain-trust-policy`).
+mod chain;
+
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct CheckArgs {
     /// Print the report as JSON.
     #[arg(long)]
@@ -30,9 +36,16 @@ pub struct CheckArgs {
     /// regional endpoint).
     #[arg(long)]
     pub sts_endpoint: Option<String>,
-    /// Skip the GetCallerIdentity call.
+    /// Skip the STS calls: GetCallerIdentity, and with --chain-role-arn the chain's two hops.
     #[arg(long)]
     pub no_identity: bool,
+    /// With --chain-role-arn: evaluate this trust policy (the chained role's JSON, in the
+    /// other account) for hop 2, offline, with hop 1's role session as the caller.
+    #[arg(long, value_name = "FILE", requires = "chain_role_arn")]
+    pub chain_trust_policy: Option<PathBuf>,
+    /// The chain as `passport serve` is given it: check explains each hop.
+    #[command(flatten)]
+    pub chain: crate::commands::sts_options::ChainArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -211,13 +224,20 @@ pub async fn run(args: &CheckArgs, inputs: &Inputs<'_>) -> Report {
     };
 
     if let Some(policy) = &args.trust_policy {
-        sections.push(check_trust_policy(
+        let mut section = check_trust_policy(
             policy,
             claims.as_ref(),
             env("AWS_ROLE_ARN").as_deref(),
             env("AWS_ROLE_SESSION_NAME").as_deref(),
             inputs.now,
-        ));
+        );
+        if args.chain.chain_role_arn.is_some() {
+            section.name = "Trust policy (hop 1, AssumeRoleWithWebIdentity)";
+        }
+        sections.push(section);
+    }
+    if args.chain.chain_role_arn.is_some() {
+        sections.extend(chain::sections(args, &env, token_path.as_deref(), inputs.now).await);
     }
 
     let mut endpoint = Lines::default();

@@ -312,12 +312,7 @@ async fn start_and_serve(args: DemoArgs, signals: Signals) -> Result<(), String>
             _ => None,
         }
     };
-    let check_args = super::check::CheckArgs {
-        json: false,
-        trust_policy: None,
-        sts_endpoint: None,
-        no_identity: false,
-    };
+    let check_args = super::check::CheckArgs::default();
     let report = super::check::run(
         &check_args,
         &super::check::Inputs {

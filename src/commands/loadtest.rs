@@ -621,13 +621,20 @@ async fn get_text(url: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
-/// passport's count of STS calls, from its Prometheus text.
+/// passport's count of STS calls, every role's together, from its Prometheus text.
 pub async fn sts_calls(metrics_url: &str) -> Result<u64, String> {
     let text = get_text(metrics_url).await?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("passport_sts_request_duration_seconds_count "))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| format!("{metrics_url}: no passport_sts_request_duration_seconds_count"))
+    let counts: Vec<u64> = text
+        .lines()
+        .filter(|l| l.starts_with("passport_sts_request_duration_seconds_count"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.trim().parse().ok())
+        .collect();
+    if counts.is_empty() {
+        return Err(format!(
+            "{metrics_url}: no passport_sts_request_duration_seconds_count"
+        ));
+    }
+    Ok(counts.iter().sum())
 }
 
 /// Run a load test on the current runtime.

@@ -7,11 +7,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use passport_core::aws::{RoleArn, RoleName};
+use passport_core::refresh::RefreshSettings;
 use passport_core::schedule::{CLIENT_REFRESH_WINDOW, minimum_time_left};
 use passport_core::secret::Secret;
 use passport_core::server::imds::ImdsSettings;
 use passport_core::server::{LegacySettings, ServerSettings};
-use passport_core::sidecar::{Shutdown, Sidecar};
+use passport_core::sidecar::{ExtraRole, Shutdown, Sidecar};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -65,15 +67,31 @@ pub struct ServeArgs {
     /// After the drain delay, wait this long for in-flight requests.
     #[arg(long, env = "PASSPORT_SHUTDOWN_TIMEOUT", default_value = "5s")]
     pub shutdown_timeout: String,
-    /// Do not serve the IMDS-compatible endpoint under /latest/ (it is on by default).
+    /// Serve the IMDS-compatible endpoint under /latest/ (IMDSv2). Off by default: IMDS has
+    /// no client authentication, so anything that reaches the port (any container of the
+    /// pod, a port-forward) gets credentials; the container endpoint needs the auth token.
+    #[arg(long, env = "PASSPORT_IMDS")]
+    pub imds: bool,
+    /// No IMDS endpoint: the default; kept for manifests that still set it.
     #[arg(long, env = "PASSPORT_DISABLE_IMDS")]
     pub disable_imds: bool,
-    /// Answer IMDS GETs without a session token (IMDSv1). Off by default: v2 only.
+    /// Serve IMDS and answer GETs without a session token (IMDSv1; implies --imds).
     #[arg(long, env = "PASSPORT_IMDS_ALLOW_V1")]
     pub imds_allow_v1: bool,
     /// Print the environment an application needs, as `export` lines, and exit.
     #[arg(long)]
     pub print_env: bool,
+    /// Serve another role at /v1/credentials/NAME (repeatable): `NAME=ARN` by web identity
+    /// with the same token, or `NAME=ARN,chain` by sts:AssumeRole with --role-arn's
+    /// credentials (using the role-chaining options below). Each role refreshes on its own;
+    /// /readyz waits for all of them. PASSPORT_EXTRA_ROLES takes them space-separated.
+    #[arg(
+        long = "extra-role",
+        env = "PASSPORT_EXTRA_ROLES",
+        value_delimiter = ' ',
+        value_name = "NAME=ARN[,chain]"
+    )]
+    pub extra_roles: Vec<String>,
     /// With --print-env: the compatibility level whose variables to print.
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = Compat::Modern)]
     pub compat: Compat,
@@ -83,6 +101,8 @@ pub struct ServeArgs {
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub sts: StsConfig,
+    /// `--extra-role`s, validated, with their chain settings filled in.
+    pub extra_roles: Vec<ExtraRole>,
     pub listen: SocketAddr,
     pub admin_listen: Option<SocketAddr>,
     pub auth: AuthTokenSource,
@@ -115,7 +135,23 @@ impl AuthTokenSource {
 impl ServeConfig {
     pub fn from_args(args: &ServeArgs, env: env::Lookup<'_>) -> Result<Self, ConfigErrors> {
         let mut problems = ConfigErrors::default();
-        let sts = StsConfig::from_args(&args.sts, env, &mut problems);
+        let extra_roles: Vec<ExtraRoleArg> = args
+            .extra_roles
+            .iter()
+            .filter(|raw| !raw.is_empty())
+            .filter_map(|raw| problems.parse("--extra-role", raw, extra_role))
+            .collect();
+        for (i, role) in extra_roles.iter().enumerate() {
+            if extra_roles[..i].iter().any(|r| r.name == role.name) {
+                problems.push(format!(
+                    "--extra-role {}: the name is given twice; each role needs its own",
+                    role.name
+                ));
+            }
+        }
+        let extra_chained = extra_roles.iter().any(|r| r.chain);
+        let sts =
+            StsConfig::from_args_with_extra_chains(&args.sts, env, extra_chained, &mut problems);
         let listen = match args.listen.parse::<SocketAddr>() {
             Ok(addr) if addr.ip().is_loopback() || args.allow_non_loopback => Some(addr),
             Ok(addr) => {
@@ -220,9 +256,30 @@ impl ServeConfig {
         let drain_delay = problems.parse("--drain-delay", &args.drain_delay, args::duration);
         let shutdown_timeout =
             problems.parse("--shutdown-timeout", &args.shutdown_timeout, args::duration);
+        let imds = imds_enabled(args, &mut problems);
         problems.into_result()?;
-        let sts = sts.expect("no problems");
-        let imds = (!args.disable_imds).then(|| {
+        let (sts, chain_options) = sts.expect("no problems");
+        let extra_roles = extra_roles
+            .into_iter()
+            .map(|role| ExtraRole {
+                refresh: if role.chain {
+                    let mut chain = chain_options.clone().expect("validated for chained roles");
+                    chain.role_arn = role.arn;
+                    RefreshSettings {
+                        chain: Some(chain),
+                        ..sts.refresh.clone()
+                    }
+                } else {
+                    RefreshSettings {
+                        role_arn: role.arn,
+                        chain: None,
+                        ..sts.refresh.clone()
+                    }
+                },
+                name: role.name,
+            })
+            .collect();
+        let imds = imds.then(|| {
             ImdsSettings::new(
                 sts.refresh.served_role(),
                 &sts.sts.region,
@@ -231,6 +288,7 @@ impl ServeConfig {
         });
         Ok(ServeConfig {
             sts,
+            extra_roles,
             listen: listen.expect("no problems"),
             admin_listen: admin_listen.expect("no problems"),
             auth: match auth_token_file.expect("no problems") {
@@ -247,6 +305,48 @@ impl ServeConfig {
             imds,
         })
     }
+}
+
+/// Whether IMDS is served: `--imds` or `--imds-allow-v1`, and not `--disable-imds`.
+fn imds_enabled(args: &ServeArgs, problems: &mut ConfigErrors) -> bool {
+    if args.disable_imds && (args.imds || args.imds_allow_v1) {
+        problems.push(
+            "--disable-imds (PASSPORT_DISABLE_IMDS) contradicts --imds / --imds-allow-v1 \
+             (IMDS is off unless one of those is given)",
+        );
+    }
+    (args.imds || args.imds_allow_v1) && !args.disable_imds
+}
+
+/// One `--extra-role`, parsed.
+struct ExtraRoleArg {
+    name: RoleName,
+    arn: RoleArn,
+    chain: bool,
+}
+
+/// `NAME=ARN` or `NAME=ARN,chain`.
+fn extra_role(raw: &str) -> Result<ExtraRoleArg, String> {
+    const SHAPE: &str = "expected NAME=ARN or NAME=ARN,chain";
+    let (name, rest) = raw.split_once('=').ok_or(SHAPE)?;
+    let (arn, chain) = match rest.split_once(',') {
+        None => (rest, false),
+        Some((arn, "chain")) => (arn, true),
+        Some((_, other)) => {
+            return Err(format!("unknown option {other:?} after the ARN ({SHAPE})"));
+        }
+    };
+    let name: RoleName = name
+        .parse()
+        .map_err(|why| format!("name {name:?}: {why}"))?;
+    if name.is_default() {
+        return Err(format!(
+            "`{}` is --role-arn's own name, served at /v1/credentials",
+            RoleName::DEFAULT
+        ));
+    }
+    let arn = arn.parse().map_err(|why: &str| why.to_string())?;
+    Ok(ExtraRoleArg { name, arn, chain })
 }
 
 /// Octal permission bits for a token file: owner-readable, never group/world-writable.
@@ -298,6 +398,7 @@ pub fn print_env_target(args: &ServeArgs) -> Result<PrintEnv, ConfigErrors> {
         }
         (None, _) => None,
     };
+    let imds = imds_enabled(args, &mut problems);
     if args.compat == Compat::Imds {
         if args.disable_imds {
             problems.push("--compat imds and --disable-imds contradict each other");
@@ -314,7 +415,7 @@ pub fn print_env_target(args: &ServeArgs) -> Result<PrintEnv, ConfigErrors> {
         listen: listen.expect("no problems"),
         token_file: file.expect("no problems"),
         relative_uri_listen,
-        imds: !args.disable_imds,
+        imds,
     })
 }
 
@@ -396,14 +497,20 @@ pub async fn run(config: ServeConfig) -> ExitCode {
             shared_auth_token_file,
         },
     };
-    let sidecar =
-        match Sidecar::bind_sts(config.sts.refresh.clone(), settings, &config.sts.sts).await {
-            Ok(sidecar) => sidecar,
-            Err(e) => {
-                error!(error = %e, "cannot start");
-                return ExitCode::from(EXIT_UNAVAILABLE);
-            }
-        };
+    let sidecar = match Sidecar::bind_sts_roles(
+        config.sts.refresh.clone(),
+        config.extra_roles.clone(),
+        settings,
+        &config.sts.sts,
+    )
+    .await
+    {
+        Ok(sidecar) => sidecar,
+        Err(e) => {
+            error!(error = %e, "cannot start");
+            return ExitCode::from(EXIT_UNAVAILABLE);
+        }
+    };
     info!(
         role_arn = %config.sts.refresh.role_arn,
         chain_role_arn = config.sts.refresh.chain.as_ref().map(|c| c.role_arn.to_string()),
@@ -418,6 +525,15 @@ pub async fn run(config: ServeConfig) -> ExitCode {
         imds_v1 = config.imds.as_ref().is_some_and(|i| i.allow_v1),
         "passport serving"
     );
+    for role in &config.extra_roles {
+        info!(
+            role = %role.name,
+            role_arn = %role.refresh.role_arn,
+            chain_role_arn = role.refresh.chain.as_ref().map(|c| c.role_arn.to_string()),
+            url = %format!("{url}/{}", role.name),
+            "serving an extra role"
+        );
+    }
     let stop = CancellationToken::new();
     let run = tokio::spawn(sidecar.run(
         stop.clone(),
@@ -472,17 +588,18 @@ mod tests {
 
     const ROLE: &str = "arn:aws:iam::111122223333:role/app";
 
+    const MINIMAL: [&str; 6] = [
+        "--role-arn",
+        ROLE,
+        "--region",
+        "eu-west-1",
+        "--auth-token-file",
+        "/tmp/a",
+    ];
+
     #[test]
     fn valid_minimal_config() {
-        let c = serve(&[
-            "--role-arn",
-            ROLE,
-            "--region",
-            "eu-west-1",
-            "--auth-token-file",
-            "/tmp/a",
-        ])
-        .unwrap();
+        let c = serve(&MINIMAL).unwrap();
         assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
         assert_eq!(c.sts.refresh.duration_seconds, 3600);
         assert_eq!(c.sts.sts.region.as_str(), "eu-west-1");
@@ -497,8 +614,11 @@ mod tests {
         ));
         assert_eq!(c.relative_uri_listen, None);
         assert_eq!(c.drain_delay, Duration::from_secs(5));
+        assert_eq!(c.imds, None, "IMDS only when asked for");
+        let mut with_imds = MINIMAL.to_vec();
+        with_imds.push("--imds");
         assert_eq!(
-            c.imds,
+            serve(&with_imds).unwrap().imds,
             Some(ImdsSettings {
                 allow_v1: false,
                 role_name: "app".into(),
@@ -523,7 +643,10 @@ mod tests {
             args.extend_from_slice(extra);
             serve(&args).unwrap()
         };
+        assert_eq!(with(&[]).imds, None, "off by default");
         assert_eq!(with(&["--disable-imds"]).imds, None);
+        let v2 = with(&["--imds"]).imds.unwrap();
+        assert!(!v2.allow_v1);
         let imds = with(&["--imds-allow-v1"]).imds.unwrap();
         assert!(imds.allow_v1);
         assert_eq!(imds.role_name, "app");
@@ -762,5 +885,114 @@ mod tests {
         assert!(!ok.lines().contains("export AWS_CONTAINER_"));
         let modern = print_env(&["--auth-token-file", "/t"]).unwrap();
         assert_eq!(modern.level, Compat::Modern);
+    }
+
+    fn with_roles(extra: &[&str]) -> Result<ServeConfig, ConfigErrors> {
+        let mut args = vec!["--auth-token-file", "/tmp/passport-test-token"];
+        args.extend_from_slice(extra);
+        with(&args)
+    }
+
+    #[test]
+    fn extra_roles_by_web_identity_or_chained_with_the_chain_options() {
+        let c = with_roles(&[
+            "--extra-role",
+            "reports=arn:aws:iam::111122223333:role/reports",
+            "--extra-role",
+            "audit=arn:aws:iam::444455556666:role/audit,chain",
+            "--chain-duration-seconds",
+            "1800",
+        ])
+        .unwrap();
+        assert!(
+            c.sts.refresh.chain.is_none(),
+            "the default role is not chained"
+        );
+        let [reports, audit] = &c.extra_roles[..] else {
+            panic!("{:?}", c.extra_roles)
+        };
+        assert_eq!(reports.name.as_str(), "reports");
+        assert_eq!(
+            reports.refresh.role_arn.as_str(),
+            "arn:aws:iam::111122223333:role/reports"
+        );
+        assert!(reports.refresh.chain.is_none());
+        assert_eq!(
+            audit.refresh.role_arn, c.sts.refresh.role_arn,
+            "hop 1 is --role-arn"
+        );
+        let hop2 = audit.refresh.chain.as_ref().unwrap();
+        assert_eq!(
+            hop2.role_arn.as_str(),
+            "arn:aws:iam::444455556666:role/audit"
+        );
+        assert_eq!(hop2.duration_seconds, 1800);
+    }
+
+    #[test]
+    fn extra_roles_split_on_spaces_as_in_passport_extra_roles() {
+        // clap applies the same delimiter to PASSPORT_EXTRA_ROLES as to a flag value.
+        let c = with_roles(&[
+            "--extra-role",
+            "a=arn:aws:iam::111122223333:role/a b=arn:aws:iam::111122223333:role/b,chain",
+        ])
+        .unwrap();
+        let names: Vec<&str> = c.extra_roles.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn bad_extra_roles_are_all_reported() {
+        let err = with_roles(&[
+            "--extra-role",
+            "Reports=arn:aws:iam::111122223333:role/r",
+            "--extra-role",
+            "default=arn:aws:iam::111122223333:role/r",
+            "--extra-role",
+            "x=not-an-arn",
+            "--extra-role",
+            "y=arn:aws:iam::111122223333:role/y,chian",
+            "--extra-role",
+            "noequals",
+            "--extra-role",
+            "z=arn:aws:iam::111122223333:role/z",
+            "--extra-role",
+            "z=arn:aws:iam::111122223333:role/z2",
+        ])
+        .unwrap_err()
+        .to_string();
+        for expected in [
+            "name \"Reports\"",
+            "`default` is --role-arn's own name",
+            "--extra-role \"x=not-an-arn\"",
+            "unknown option \"chian\"",
+            "--extra-role \"noequals\": expected NAME=ARN",
+            "--extra-role z: the name is given twice",
+        ] {
+            assert!(err.contains(expected), "{expected:?} missing from:\n{err}");
+        }
+    }
+
+    #[test]
+    fn chain_options_without_any_chained_role_are_refused() {
+        let err = with_roles(&[
+            "--extra-role",
+            "reports=arn:aws:iam::111122223333:role/reports",
+            "--session-tag",
+            "team=a",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("--session-tag applies to chained roles"),
+            "{err}"
+        );
+        with_roles(&[
+            "--extra-role",
+            "reports=arn:aws:iam::111122223333:role/reports,chain",
+            "--session-tag",
+            "team=a",
+        ])
+        .unwrap();
     }
 }

@@ -100,13 +100,22 @@ pub struct ChainArgs {
 }
 
 impl ChainArgs {
-    /// `None` without --chain-role-arn (and then no chain-only flag may be set).
+    /// The chain options, validated. `None` inside without --chain-role-arn and without
+    /// `extra_chained` (chained extra roles: then no chain-only flag may be set either).
+    /// Without --chain-role-arn but with `extra_chained`, the options are returned with
+    /// `first_hop` as a placeholder role, which each extra role replaces with its own.
     fn validate(
         &self,
         session_name: Option<&SessionName>,
+        extra_chained: Option<&RoleArn>,
         problems: &mut ConfigErrors,
     ) -> Option<Option<ChainSettings>> {
-        let Some(arn) = &self.chain_role_arn else {
+        let role_arn = match (&self.chain_role_arn, extra_chained) {
+            (Some(arn), _) => problems.check("--chain-role-arn", arn, arn.parse::<RoleArn>()),
+            (None, Some(first_hop)) => Some(first_hop.clone()),
+            (None, None) => None,
+        };
+        if self.chain_role_arn.is_none() && extra_chained.is_none() {
             let stray = [
                 ("--external-id", self.external_id.is_some()),
                 ("--external-id-file", self.external_id_file.is_some()),
@@ -119,13 +128,12 @@ impl ChainArgs {
             for (flag, set) in stray {
                 if set {
                     problems.push(format!(
-                        "{flag} applies to the chained role: add --chain-role-arn"
+                        "{flag} applies to chained roles: add --chain-role-arn (or an --extra-role NAME=ARN,chain)"
                     ));
                 }
             }
             return Some(None);
-        };
-        let role_arn = problems.check("--chain-role-arn", arn, arn.parse::<RoleArn>());
+        }
         let duration = problems.parse(
             "--chain-duration-seconds",
             &self.chain_duration_seconds,
@@ -256,6 +264,18 @@ impl StsConfig {
         env: env::Lookup<'_>,
         problems: &mut ConfigErrors,
     ) -> Option<Self> {
+        Self::from_args_with_extra_chains(args, env, false, problems).map(|(config, _)| config)
+    }
+
+    /// [`StsConfig::from_args`] for `serve` with extra roles: when `extra_chained` (some
+    /// `--extra-role NAME=ARN,chain`), also the chain options those roles use, validated
+    /// even without --chain-role-arn; their `role_arn` is a placeholder to replace.
+    pub fn from_args_with_extra_chains(
+        args: &StsArgs,
+        env: env::Lookup<'_>,
+        extra_chained: bool,
+        problems: &mut ConfigErrors,
+    ) -> Option<(Self, Option<ChainSettings>)> {
         let role_arn = match &args.role_arn {
             None => {
                 problems.push("--role-arn (AWS_ROLE_ARN) is required");
@@ -291,8 +311,24 @@ impl StsConfig {
             args::number_in(raw, 900, 43_200)
         });
         let timeout = problems.parse("--sts-timeout", &args.sts_timeout, args::duration);
-        let chain = args.chain.validate(session_name.as_ref(), problems);
-        Some(StsConfig {
+        // Replaced by each chained extra role's own ARN; any valid ARN does (even when
+        // --role-arn itself is wrong and reported as such).
+        let placeholder: Option<RoleArn> = extra_chained.then(|| {
+            role_arn.clone().unwrap_or_else(|| {
+                "arn:aws:iam::000000000000:role/placeholder"
+                    .parse()
+                    .expect("a valid ARN")
+            })
+        });
+        let chain = args
+            .chain
+            .validate(session_name.as_ref(), placeholder.as_ref(), problems);
+        let chain_options = chain.clone().flatten();
+        let chain = match (&args.chain.chain_role_arn, chain) {
+            (None, Some(_)) => Some(None),
+            (_, chain) => chain,
+        };
+        let config = StsConfig {
             refresh: RefreshSettings {
                 role_arn: role_arn?,
                 session_name: session_name?,
@@ -307,7 +343,8 @@ impl StsConfig {
                 connect_timeout: Duration::from_secs(3).min(timeout?),
                 attempt_timeout: timeout?,
             },
-        })
+        };
+        Some((config, chain_options))
     }
 }
 

@@ -231,30 +231,32 @@ mod tests {
         // condition keys "auth.example.com/:sub" (tests/trust_cases: slash-issuer-*).
         let mut a = args();
         a.issuer = Some("https://auth.example.com/".into());
-        let v: serde_json::Value = serde_json::from_str(&render(&a).unwrap()).unwrap();
-        let st = &v["Statement"][0];
+        assert_trusts_provider(&statement(&a), "auth.example.com/");
+    }
+
+    /// The first statement of the rendered policy.
+    fn statement(a: &TrustPolicyArgs) -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(&render(a).unwrap()).unwrap();
+        v["Statement"][0].clone()
+    }
+
+    /// The statement trusts account 111122223333's OIDC provider `provider` (IAM's name for
+    /// it) for service account payments/api.
+    fn assert_trusts_provider(st: &serde_json::Value, provider: &str) {
         assert_eq!(
             st["Principal"]["Federated"],
-            "arn:aws:iam::111122223333:oidc-provider/auth.example.com/"
+            format!("arn:aws:iam::111122223333:oidc-provider/{provider}")
         );
         assert_eq!(
-            st["Condition"]["StringEquals"]["auth.example.com/:sub"],
+            st["Condition"]["StringEquals"][format!("{provider}:sub")],
             "system:serviceaccount:payments:api"
         );
     }
 
     #[test]
     fn renders_the_eks_shaped_policy() {
-        let v: serde_json::Value = serde_json::from_str(&render(&args()).unwrap()).unwrap();
-        let st = &v["Statement"][0];
-        assert_eq!(
-            st["Principal"]["Federated"],
-            "arn:aws:iam::111122223333:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC123"
-        );
-        assert_eq!(
-            st["Condition"]["StringEquals"]["oidc.eks.us-east-1.amazonaws.com/id/ABC123:sub"],
-            "system:serviceaccount:payments:api"
-        );
+        let st = statement(&args());
+        assert_trusts_provider(&st, "oidc.eks.us-east-1.amazonaws.com/id/ABC123");
         assert_eq!(
             st["Condition"]["StringEquals"]["oidc.eks.us-east-1.amazonaws.com/id/ABC123:aud"],
             "sts.amazonaws.com"

@@ -825,6 +825,7 @@ fn assume_role(
     let role = role.ok_or_else(|| denied(trust_policy::ASSUME_ROLE))?;
     let call = trust_policy::AssumeRoleCall {
         caller_role_arn: caller.role_arn(),
+        caller_session_arn: Some(caller.arn.clone()),
         role_session_name: session.to_owned(),
         external_id,
         tags: tags.clone(),

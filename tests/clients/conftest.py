@@ -12,9 +12,8 @@ import base64
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -25,59 +24,27 @@ import boto3
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The helpers every suite shares (passport_harness) and the Go/Java builds (sdkbuild).
+sys.path.insert(0, str(REPO_ROOT / "tests" / "pylib"))
+
+import sdkbuild  # noqa: E402
+from passport_harness import (  # noqa: E402  (re-exported to the test modules)
+    SHADOWING,
+    free_port,
+    free_ports,
+    passport_bin,
+    stop,
+    stop_cleanly,
+    wait_until,
+)
+
 ACCOUNT_ID = "111122223333"
 ROLE_NAME = "app"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/{ROLE_NAME}"
 SESSION_NAME = "clients-test"
 REGION = "us-east-1"
 
-#: Variables that would let an SDK find credentials somewhere other than passport.
-SHADOWING = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_ROLE_ARN",
-    "AWS_ROLE_SESSION_NAME",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_STS",
-)
-
 STARTUP_TIMEOUT = 30.0
-EXIT_TIMEOUT = 5.0
-
-
-def passport_bin() -> Path:
-    raw = os.environ.get("PASSPORT_BIN", "target/debug/passport")
-    path = Path(raw)
-    if not path.is_absolute():
-        path = REPO_ROOT / path
-    if not path.is_file():
-        pytest.fail(f"passport binary not found at {path}: run `cargo build` first or set PASSPORT_BIN")
-    return path
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct free loopback ports (all held open together, so none repeats)."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
 
 
 def _b64url(data: dict) -> str:
@@ -105,35 +72,6 @@ def http_get(url: str, headers: dict | None = None, timeout: float = 2.0) -> tup
             return response.status, response.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
-
-
-def wait_until(what: str, check, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            text = log.read_text(errors="replace") if log else ""
-            pytest.fail(f"{what}: process exited with {proc.returncode} while starting\n{text}")
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    text = log.read_text(errors="replace") if log else ""
-    pytest.fail(f"{what}: not ready after {timeout:.0f}s\n{text}")
-
-
-def stop(proc: subprocess.Popen, timeout: float = EXIT_TIMEOUT) -> int | None:
-    """SIGTERM, wait; SIGKILL if it hangs. Returns the exit code, None if it had to be killed."""
-    if proc.poll() is not None:
-        return proc.returncode
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        return None
 
 
 @dataclass
@@ -271,11 +209,7 @@ def start_emulator(
 
 
 def stop_emulator(emulator: Emulator) -> None:
-    code = stop(emulator.proc)
-    assert code == 0, (
-        f"passport emulator should exit 0 within {EXIT_TIMEOUT}s of SIGTERM, got {code}\n"
-        + emulator.log.read_text(errors="replace")
-    )
+    stop_cleanly("passport emulator", emulator.proc, emulator.log)
 
 
 @pytest.fixture(scope="session")
@@ -363,6 +297,20 @@ def start_passport(
     return passport
 
 
+def aws_cli_identity(env: dict, sts_url: str, timeout: float = 60) -> dict:
+    """`aws sts get-caller-identity` against `sts_url` with `env`: the parsed answer."""
+    done = subprocess.run(
+        ["aws", "sts", "get-caller-identity", "--endpoint-url", sts_url, "--region", REGION, "--output", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 def wait_ready(passport: Passport) -> None:
     wait_until(
         "passport /readyz",
@@ -387,17 +335,14 @@ def start_ready_passport(
 
 
 def stop_passport(passport: Passport) -> None:
-    code = stop(passport.proc)
-    assert code == 0, (
-        f"passport should exit 0 within {EXIT_TIMEOUT}s of SIGTERM, got {code}\n"
-        + passport.log.read_text(errors="replace")
-    )
+    stop_cleanly("passport", passport.proc, passport.log)
 
 
 @pytest.fixture(scope="session")
 def passport(moto, web_identity_token, tmp_path_factory) -> Passport:
-    """One running passport for the read-only client tests; asserts a clean exit at the end."""
-    server = start_ready_passport(moto, web_identity_token, tmp_path_factory.mktemp("passport"))
+    """One running passport for the read-only client tests (container endpoint and IMDSv2,
+    which is off unless asked for); asserts a clean exit at the end."""
+    server = start_ready_passport(moto, web_identity_token, tmp_path_factory.mktemp("passport"), "--imds")
     yield server
     stop_passport(server)
 
@@ -459,3 +404,23 @@ def assumed_role_arn(session: str = SESSION_NAME, role_arn: str = ROLE_ARN) -> s
     """What GetCallerIdentity says for keys moto issued for `role_arn` (its path dropped)."""
     account, name = role_arn.split(":")[4], role_arn.rsplit("/", 1)[1]
     return f"arn:aws:sts::{account}:assumed-role/{name}/{session}"
+
+
+# --- the Go and Java client programs, built once per session (offline) ---
+
+
+@pytest.fixture(scope="session")
+def go_bin(tmp_path_factory) -> Path:
+    """sdkclient, irsa-validator (tests/clients/go) and sdkclient-legacy (go-legacy)."""
+    out = tmp_path_factory.mktemp("go-bin")
+    sdkbuild.go_build(sdkbuild.GO_DIR, out)
+    sdkbuild.go_build(sdkbuild.GO_LEGACY_DIR, out)
+    for name in ("sdkclient", "irsa-validator", "sdkclient-legacy"):
+        assert (out / name).is_file(), f"{name} was not built"
+    return out
+
+
+@pytest.fixture(scope="session")
+def java_cp() -> dict:
+    """Each Java module's runtime classpath, after an offline `mvn package`."""
+    return sdkbuild.java_classpaths()

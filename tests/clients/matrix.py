@@ -47,6 +47,7 @@ from conftest import (
     start_ready_passport,
     stop_passport,
 )
+from sdkbuild import java_cmd
 
 #: What GetCallerIdentity must answer for credentials passport got for the emulator's role.
 ASSUMED_ARN = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{EMULATOR_ROLE}/{SESSION_NAME}"
@@ -167,11 +168,12 @@ def requests_200(passport: Passport) -> int:
 
 @pytest.fixture(scope="module")
 def served(emulator: Emulator, tmp_path_factory) -> Passport:
-    """`passport serve` exchanging a minted token at the emulator, for role passport-demo."""
+    """`passport serve` exchanging a minted token at the emulator, for role passport-demo,
+    with IMDSv2 on (off unless asked for) for the imds-endpoint level."""
     workdir = tmp_path_factory.mktemp("matrix-passport")
     token = workdir / "token"
     emulator.mint(token, namespace="clients", service_account="app")
-    server = start_ready_passport(emulator, token, workdir, role_arn=EMULATOR_ROLE_ARN)
+    server = start_ready_passport(emulator, token, workdir, "--imds", role_arn=EMULATOR_ROLE_ARN)
     server.extra["web_identity_token"] = token
     yield server
     stop_passport(server)
@@ -298,13 +300,16 @@ def assert_identity(
     level: str,
     before_200: int,
     max_fetches: int = 1,
+    arn: str = ASSUMED_ARN,
+    result: str = "assumed-role ARN",
 ) -> None:
-    """The client got passport's credentials, STS verified them, and it fetched once."""
+    """The client got passport's credentials, STS verified them (GetCallerIdentity says
+    `arn`, by default the emulator role's session), and it fetched once."""
     r = outcome.result
     passport_200 = requests_200(served) - before_200  # before served() below adds one
     assert outcome.code == 0 and r is not None and "error" not in r, outcome.describe()
-    assert r["arn"] == ASSUMED_ARN, f"{outcome.describe()}: expected Arn {ASSUMED_ARN}"
-    assert r["account"] == ACCOUNT_ID, outcome.describe()
+    assert r["arn"] == arn, f"{outcome.describe()}: expected Arn {arn}"
+    assert r["account"] == arn.split(":")[4], outcome.describe()
     assert r["user_id"].startswith("AROA") and r["user_id"].endswith(f":{SESSION_NAME}"), outcome.describe()
     assert r["access_key_id"] == served.served()["AccessKeyId"], f"{outcome.describe()}: not the served key"
     assert r["provider"] in providers, f"{outcome.describe()}: provider not one of {sorted(providers)}"
@@ -324,7 +329,7 @@ def assert_identity(
             "entry": r["entry"],
             "level": level,
             "provider": r["provider"],
-            "result": "assumed-role ARN",
+            "result": result,
             "reads": r["reads"],
             "fetches": fetches,
             "requests": seen,
@@ -346,3 +351,21 @@ def assert_refused(outcome: Outcome, *, level: str, expect: str) -> None:
             "result": f"no credentials ({expect})",
         }
     )
+
+
+#: (case, accepted provider names): the current Go and Java SDKs of the client matrix.
+SDK_CASES = [
+    ("go-v2", {"CredentialsEndpointProvider"}),
+    ("go-v1", {"CredentialsEndpointProvider"}),
+    ("java-v2", {"CREDENTIALS_HTTP"}),
+    ("java-v1", {"EC2ContainerCredentialsProviderWrapper"}),
+]
+
+
+def sdk_program(case: str, request) -> list[str]:
+    """The matrix program for `case`, built once per session by conftest's go_bin / java_cp."""
+    language, sdk = case.split("-")
+    if language == "go":
+        return [str(request.getfixturevalue("go_bin") / "sdkclient"), sdk]
+    classpaths = request.getfixturevalue("java_cp")
+    return java_cmd(classpaths["sdk-v2"], "default") if sdk == "v2" else java_cmd(classpaths["sdk-v1"])

@@ -22,7 +22,9 @@ from conftest import (
     ACCOUNT_ID,
     REGION,
     ROLE_ARN,
+    SHADOWING,
     assumed_role_arn,
+    aws_cli_identity,
     fake_jwt,
     http_get,
     passport_bin,
@@ -53,15 +55,6 @@ def run(cmd, env, timeout=60, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
         cmd, env=env, timeout=timeout, capture_output=True, text=True, stdin=subprocess.DEVNULL, **kwargs
     )
-
-
-def aws_cli_identity(env: dict, moto_url: str) -> dict:
-    out = run(
-        ["aws", "sts", "get-caller-identity", "--endpoint-url", moto_url, "--region", REGION, "--output", "json"],
-        env,
-    )
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 # ---------------------------------------------------------------- what passport serves
@@ -175,6 +168,11 @@ def test_print_env_evaluated_by_sh_makes_the_aws_cli_work(passport, moto, client
     )
     assert printed.returncode == 0, printed.stderr
     assert f"export AWS_CONTAINER_CREDENTIALS_FULL_URI={passport.url}\n" in printed.stdout
+    # The binary's own list of shadowing variables (src/env.rs) is one the harness strips from
+    # every client's environment too (passport_harness.SHADOWING): the two cannot drift apart.
+    unset = [line.split()[1:] for line in printed.stdout.splitlines() if line.startswith("unset ")]
+    assert len(unset) == 1 and "AWS_ACCESS_KEY_ID" in unset[0], printed.stdout
+    assert set(unset[0]) <= set(SHADOWING), f"not in passport_harness.SHADOWING: {set(unset[0]) - set(SHADOWING)}"
     script = f'eval "$PASSPORT_ENV" && exec aws sts get-caller-identity --endpoint-url {moto.url} --output json'
     out = run(["sh", "-c", script], {**client_env, "PASSPORT_ENV": printed.stdout})
     assert out.returncode == 0, out.stderr

@@ -45,14 +45,13 @@ from conftest import (
     REGION,
     SESSION_NAME,
     SHADOWING,
+    aws_cli_identity,
     free_port,
     mint_token,
     passport_bin,
     start_emulator,
-    start_ready_passport,
     stop,
     stop_emulator,
-    stop_passport,
     use_env,
     with_container_endpoint,
 )
@@ -101,15 +100,8 @@ def sts_error(call) -> tuple[str, str, int]:
 # --- 1. Credentials served by passport, verified by the emulator's GetCallerIdentity ---
 
 
-@pytest.fixture(scope="module")
-def served(emulator, tmp_path_factory):
-    """`passport serve` exchanging a minted token at the emulator for role passport-demo."""
-    workdir = tmp_path_factory.mktemp("served")
-    token = workdir / "token"
-    emulator.mint(token, namespace="clients", service_account="app")
-    server = start_ready_passport(emulator, token, workdir, role_arn=EMULATOR_ROLE_ARN)
-    yield server
-    stop_passport(server)
+# `served`: matrix.py's fixture, `passport serve` exchanging a minted token at the emulator.
+from matrix import served  # noqa: E402,F401  (a pytest fixture, used by name)
 
 
 @pytest.fixture
@@ -118,15 +110,7 @@ def served_env(client_env, served) -> dict:
 
 
 def test_aws_cli_identity_from_passport_credentials(emulator, served_env):
-    done = subprocess.run(
-        ["aws", "sts", "get-caller-identity", "--endpoint-url", emulator.url, "--output", "json"],
-        env=served_env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert done.returncode == 0, done.stderr
-    identity = json.loads(done.stdout)
+    identity = aws_cli_identity(served_env, emulator.url)
     assert identity["Arn"] == assumed_arn(EMULATOR_ROLE, SESSION_NAME)
     assert identity["Account"] == ACCOUNT_ID
     assert identity["UserId"].startswith("AROA") and identity["UserId"].endswith(f":{SESSION_NAME}")

@@ -7,6 +7,9 @@
 * `tests/clients/go-legacy` (a second module: one module can require one version of
   aws-sdk-go): aws-sdk-go v1.15.78 (November 2018, before web identity) at the `token-env`
   level.
+* `tests/clients/go-probe` (a third module, required by both through a `replace`): the
+  SDK-independent probe (concurrent reads, JSON result) and the aws-sdk-go v1 probe, one
+  source linked against v1.55.8 and v1.15.78.
 
 The binaries are built offline (`GOPROXY=off`): `./test.sh` downloads the modules first
 (`go mod download` in each module). See matrix.py for the harness.
@@ -35,17 +38,7 @@ from matrix import (  # noqa: F401  (fixtures)
     run_client,
     served,
 )
-from sdkbuild import BUILD_TIMEOUT, GO_DIR, GO_LEGACY_DIR, go_build
-
-
-@pytest.fixture(scope="module")
-def go_bin(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("go-bin")
-    go_build(GO_DIR, out)
-    go_build(GO_LEGACY_DIR, out)
-    for name in ("sdkclient", "irsa-validator", "sdkclient-legacy"):
-        assert (out / name).is_file(), f"{name} was not built"
-    return out
+from sdkbuild import BUILD_TIMEOUT, GO_DIR, GO_LEGACY_DIR, GO_PROBE_DIR
 
 
 # --- current SDKs: container endpoint (modern level) and IMDS with the endpoint variable ---
@@ -190,7 +183,7 @@ def test_validator_without_any_identity_fails(go_bin, emulator, tmp_path):
 def test_go_sources_are_gofmt_and_vet_clean():
     """The client programs themselves: gofmt-clean and `go vet`-clean, offline."""
     env = dict(os.environ, GOPROXY="off", GOFLAGS="-mod=readonly -buildvcs=false")
-    for module in (GO_DIR, GO_LEGACY_DIR):
+    for module in (GO_DIR, GO_LEGACY_DIR, GO_PROBE_DIR):
         fmt = subprocess.run(["gofmt", "-l", "."], cwd=module, capture_output=True, text=True, timeout=60)
         assert fmt.returncode == 0 and fmt.stdout == "", f"gofmt -l in {module}: {fmt.stdout}{fmt.stderr}"
         vet = subprocess.run(

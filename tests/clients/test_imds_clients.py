@@ -29,8 +29,10 @@ REGION = "eu-west-1"
 
 
 def start_imds_passport(moto, web_identity_token, workdir, *extra_flags):
+    """IMDS is off unless asked for; `extra_flags` may ask otherwise (`--disable-imds`)."""
+    imds = [] if "--disable-imds" in extra_flags else ["--imds"]
     return start_ready_passport(
-        moto, web_identity_token, workdir, "--region", REGION, *extra_flags, role_arn=ROLE_ARN
+        moto, web_identity_token, workdir, "--region", REGION, *imds, *extra_flags, role_arn=ROLE_ARN
     )
 
 
@@ -98,8 +100,10 @@ def test_role_listing_and_token_rules_over_the_wire(imds_passport):
     assert (status, body) == (200, ROLE_NAME)
 
 
-def test_boto3_gets_nothing_when_imds_disabled(moto, web_identity_token, client_env, tmp_path, monkeypatch):
-    server = start_imds_passport(moto, web_identity_token, tmp_path, "--disable-imds")
+@pytest.mark.parametrize("flags", [(), ("--disable-imds",)], ids=["default", "disable-imds"])
+def test_boto3_gets_nothing_when_imds_is_off(moto, web_identity_token, client_env, tmp_path, monkeypatch, flags):
+    """IMDS is off by default (it authenticates nobody), and with --disable-imds."""
+    server = start_ready_passport(moto, web_identity_token, tmp_path, "--region", REGION, *flags, role_arn=ROLE_ARN)
     try:
         use_env(monkeypatch, imds_env(client_env, server))
         # The token PUT gets 404; with IMDSv1 disabled botocore raises rather than fall back.

@@ -32,15 +32,9 @@ from matrix import (  # noqa: F401  (fixtures)
     run_client,
     served,
 )
-from sdkbuild import java_classpaths, java_cmd
+from sdkbuild import java_cmd
 
 V1_IMDS_PROPERTY = "com.amazonaws.sdk.ec2MetadataServiceEndpointOverride"
-
-
-@pytest.fixture(scope="module")
-def java_cp() -> dict[str, str]:
-    """Each module's runtime classpath, after an offline `mvn package`."""
-    return java_classpaths()
 
 
 # v2 reports the source as a business-metric id, which the program names.

@@ -215,12 +215,28 @@ impl Reply {
 }
 
 /// Call the container handler directly (no socket), as a client with `auth` would.
+/// An `App` for calling handlers directly: `shared` as the default role, the test auth
+/// token, no IMDS, no extra roles.
+pub fn app(shared: Arc<Shared>) -> App {
+    App {
+        shared,
+        extra: Default::default(),
+        auth_token: passport_core::auth::AuthToken::new(Secret::new(AUTH)),
+        imds: None,
+    }
+}
+
 pub async fn fetch(app: &App, auth: Option<&str>) -> Reply {
+    fetch_role(app, None, auth).await
+}
+
+/// `GET /v1/credentials[/role]` straight into the handler.
+pub async fn fetch_role(app: &App, role: Option<&str>, auth: Option<&str>) -> Reply {
     let mut req = Request::builder().uri("/v1/credentials");
     if let Some(auth) = auth {
         req = req.header(AUTHORIZATION, auth);
     }
-    let response = passport_core::server::container::handle(app, &req.body(()).unwrap());
+    let response = passport_core::server::container::handle(app, role, &req.body(()).unwrap());
     let (parts, body) = response.into_parts();
     Reply {
         status: parts.status,
@@ -509,6 +525,7 @@ pub fn start_sidecar(source: Arc<dyn CredentialSource>) -> SidecarBuilder {
         imds_settings: None,
         seed: None,
         wait_ready: true,
+        extra: Vec::new(),
     }
 }
 
@@ -523,9 +540,15 @@ pub struct SidecarBuilder {
     imds_settings: Option<ImdsSettings>,
     seed: Option<u64>,
     wait_ready: bool,
+    extra: Vec<(String, String, Arc<dyn CredentialSource>)>,
 }
 
 impl SidecarBuilder {
+    /// Also serve role `name` (`arn`) from `source`, at `/v1/credentials/name`.
+    pub fn extra_role(mut self, name: &str, arn: &str, source: Arc<dyn CredentialSource>) -> Self {
+        self.extra.push((name.into(), arn.into(), source));
+        self
+    }
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
@@ -591,13 +614,32 @@ impl SidecarBuilder {
             role_arn,
             ..refresh_settings(token_file.clone())
         };
-        let mut sidecar = Sidecar::bind(refresh, server, self.source, self.clock)
+        let extra_names: Vec<String> = self.extra.iter().map(|(n, _, _)| n.clone()).collect();
+        let extra = self
+            .extra
+            .into_iter()
+            .map(|(name, arn, source)| {
+                let role = passport_core::sidecar::ExtraRole {
+                    name: name.parse().unwrap(),
+                    refresh: RefreshSettings {
+                        role_arn: arn.parse().unwrap(),
+                        ..refresh_settings(token_file.clone())
+                    },
+                };
+                (role, source)
+            })
+            .collect();
+        let mut sidecar = Sidecar::bind_roles(refresh, self.source, extra, server, self.clock)
             .await
             .unwrap();
         if let Some(seed) = self.seed {
             sidecar = sidecar.with_seed(seed);
         }
         let (addr, admin, shared) = (sidecar.local_addr(), sidecar.admin_addr(), sidecar.shared());
+        let extra = extra_names
+            .iter()
+            .map(|name| (name.clone(), sidecar.extra_role(name).expect("bound")))
+            .collect();
         let stop = CancellationToken::new();
         let done = tokio::spawn(sidecar.run(stop.clone(), shutdown));
         if self.wait_ready {
@@ -607,6 +649,7 @@ impl SidecarBuilder {
         }
         Running {
             addr,
+            extra,
             admin,
             shared,
             token_file,
@@ -620,6 +663,7 @@ impl SidecarBuilder {
 /// A running sidecar; dropping it cancels it.
 pub struct Running {
     pub addr: std::net::SocketAddr,
+    pub extra: std::collections::BTreeMap<String, Arc<Shared>>,
     pub admin: Option<std::net::SocketAddr>,
     pub shared: Arc<Shared>,
     pub token_file: PathBuf,
@@ -631,6 +675,14 @@ pub struct Running {
 impl Running {
     pub fn admin(&self) -> std::net::SocketAddr {
         self.admin.expect("an admin listener")
+    }
+
+    /// An extra role's shared state (snapshot, readiness).
+    pub fn role(&self, name: &str) -> Arc<Shared> {
+        self.extra
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no extra role {name}"))
     }
 
     /// Cancel and wait for the shutdown sequence to finish.

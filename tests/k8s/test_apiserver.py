@@ -24,8 +24,6 @@ import base64
 import copy
 import json
 import os
-import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -40,6 +38,11 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+# The helpers every suite shares (tests/pylib).
+sys.path.insert(0, str(REPO / "tests" / "pylib"))
+
+from passport_harness import SHADOWING, free_ports, passport_bin, stop, wait_until  # noqa: E402
+
 CONTROL_PLANE = REPO / "tests" / "k8s" / "control-plane"
 ACCOUNT_ID = "111122223333"
 ROLE = "k8s-app"
@@ -48,36 +51,8 @@ SESSION = "apiserver-test"
 AUDIENCE = "sts.amazonaws.com"
 STARTUP_TIMEOUT = 30.0
 
-#: Variables that would let an SDK find credentials somewhere other than passport.
-SHADOWING = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_ROLE_ARN",
-    "AWS_ROLE_SESSION_NAME",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_STS",
-)
-
 
 # --------------------------------------------------------------------------- helpers
-
-
-def passport_bin() -> Path:
-    path = Path(os.environ.get("PASSPORT_BIN", "target/debug/passport"))
-    if not path.is_absolute():
-        path = REPO / path
-    if not path.is_file():
-        pytest.fail(f"passport binary not found at {path}: run `cargo build` first or set PASSPORT_BIN")
-    return path
 
 
 def passport(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -86,48 +61,12 @@ def passport(*args: str, env: dict | None = None, check: bool = True) -> subproc
     )
 
 
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def http_status(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=2) as r:
             return r.status
     except urllib.error.HTTPError as e:
         return e.code
-
-
-def wait_until(what: str, check, timeout: float, proc: subprocess.Popen, log: Path) -> None:
-    """Poll `check` (start-up only) until true, failing if `proc` exits or time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"{what} exited with {proc.returncode}\n{log.read_text(errors='replace')}")
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    pytest.fail(f"{what}: not ready after {timeout:.0f}s\n{log.read_text(errors='replace')}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def jwt_claims(jwt: str) -> dict:
@@ -469,7 +408,7 @@ def irsa(cluster: Cluster, tmp_path_factory):
                    STARTUP_TIMEOUT, proc, log)
         yield Irsa(ns, created["metadata"]["uid"], url, trust_file, jwks, discovery, work)
     finally:
-        stop(proc)
+        stop(proc, timeout=10)
 
 
 def kubelet_layout(directory: Path, token: str) -> Path:
@@ -577,7 +516,7 @@ def test_real_token_exchanged_by_passport(cluster: Cluster, irsa: Irsa):
         reads = sidecar.records("read web-identity token")
         assert reads and f"Some({claims['exp']})" in reads[0]["exp"], reads
     finally:
-        stop(sidecar.proc)
+        stop(sidecar.proc, timeout=10)
 
 
 def test_check_reports_the_real_claims(cluster: Cluster, irsa: Irsa):
@@ -639,4 +578,4 @@ def test_rotated_token_is_used_at_the_next_attempt(cluster: Cluster, irsa: Irsa)
         # The old token once, the new one at the very next attempt.
         assert [r["exp"] for r in reads] == [f"Some({jwt_claims(wrong)['exp']})", f"Some({jwt_claims(right)['exp']})"], reads
     finally:
-        stop(sidecar.proc)
+        stop(sidecar.proc, timeout=10)

@@ -5,7 +5,7 @@ SigV4-verifying STS on 127.0.0.1:9401), `passport serve` configured exactly as t
 kustomization says (manifest.py), the overlay's own iptables redirect rules, and the
 application: botocore 1.12.0 / boto3 1.9.0 in this suite's virtualenv, aws-sdk 2.382.0
 under Node, or the 2018 aws-sdk-go v1.15.78 and AWS SDK for Java 1.11.461 programs of
-tests/clients (built by its sdkbuild.py), given only the application container's
+tests/clients (built by tests/pylib/sdkbuild.py), given only the application container's
 environment from the same manifest.
 
 Run tests/legacy/setup.sh first (./test.sh does). Needs root for `ip netns` and iptables;
@@ -15,11 +15,9 @@ fails instead.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -33,6 +31,12 @@ import netns
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
+# The helpers every suite shares and the Go/Java builds (tests/pylib, Python 3.7-compatible).
+sys.path.insert(0, str(REPO_ROOT / "tests" / "pylib"))
+
+import sdkbuild  # noqa: E402
+from passport_harness import passport_bin, stop  # noqa: E402  (passport_bin re-exported to the tests)
+
 ACCOUNT_ID = "111122223333"
 ROLE = "passport-demo"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/{ROLE}"
@@ -45,7 +49,6 @@ SHARED_SECRET = "passport-auth-token"
 SHARED_KEY = "auth-token"
 
 STARTUP_TIMEOUT = 30.0
-EXIT_TIMEOUT = 5.0
 #: The compiled 2018 1.x clients: they read credentials READERS x READS times concurrently
 #: first (the single-flight check), then call GetCallerIdentity.
 COMPILED_CLIENTS = ("go-1.15.78", "java-1.11.461")
@@ -53,26 +56,8 @@ READERS = 32
 READS = 10
 
 
-def _load_sdkbuild():
-    """tests/clients/sdkbuild.py, loaded by path (both suites have a module `conftest`)."""
-    spec = importlib.util.spec_from_file_location("sdkbuild", REPO_ROOT / "tests" / "clients" / "sdkbuild.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-sdkbuild = _load_sdkbuild()
 #: client -> argv, filled by the `built_clients` fixture on first use.
 _built: dict[str, list[str]] = {}
-
-
-def passport_bin() -> Path:
-    path = Path(os.environ.get("PASSPORT_BIN", "target/debug/passport"))
-    if not path.is_absolute():
-        path = REPO_ROOT / path
-    if not path.is_file():
-        pytest.fail(f"passport binary not found at {path}: run `cargo build` first or set PASSPORT_BIN")
-    return path
 
 
 def legacy_python() -> Path:
@@ -88,18 +73,6 @@ def base_env(home: Path) -> dict[str, str]:
     env = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TZ") if k in os.environ}
     env["HOME"] = str(home)
     return env
-
-
-def stop(proc: subprocess.Popen, timeout: float = EXIT_TIMEOUT) -> int | None:
-    if proc.poll() is not None:
-        return proc.returncode
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        return None
 
 
 _NOT_RUN: list[str] = []

@@ -7,39 +7,108 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::{App, Body, METHOD_NOT_ALLOWED, NOT_FOUND, error, json};
+use crate::aws::RoleName;
+use crate::metrics::RoleView;
+use crate::refresh::Shared;
+
+/// Every served role by name, the default first.
+fn roles(app: &App) -> Vec<(&str, &Shared)> {
+    std::iter::once((RoleName::DEFAULT, &*app.shared))
+        .chain(
+            app.extra
+                .iter()
+                .map(|(name, shared)| (name.as_str(), &**shared)),
+        )
+        .collect()
+}
+
+/// Ready when every role has servable credentials: the application starts once all the
+/// roles it may use are there. With extra roles the body lists each one.
+fn readyz(app: &App) -> Response<Body> {
+    let shared = &app.shared;
+    let snapshot = shared.snapshot.load();
+    let served = snapshot.current(&*shared.clock);
+    if app.extra.is_empty() {
+        return match served {
+            Some(served) => {
+                let body = serde_json::json!({
+                    "status": "ready",
+                    "expiration": crate::clock::format_rfc3339_seconds(served.expiration),
+                });
+                json(StatusCode::OK, Bytes::from(body.to_string()))
+            }
+            None => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                snapshot.unavailable_body.clone(),
+            ),
+        };
+    }
+    let mut statuses = serde_json::Map::new();
+    let mut not_ready = Vec::new();
+    for (name, shared) in roles(app) {
+        let snapshot = shared.snapshot.load();
+        let status = match snapshot.current(&*shared.clock) {
+            Some(served) => serde_json::json!({
+                "status": "ready",
+                "expiration": crate::clock::format_rfc3339_seconds(served.expiration),
+            }),
+            None => {
+                let why: serde_json::Value =
+                    serde_json::from_slice(&snapshot.unavailable_body).unwrap_or_default();
+                not_ready.push(format!(
+                    "{name}: {}",
+                    why["message"].as_str().unwrap_or("not ready")
+                ));
+                serde_json::json!({"status": "not ready", "code": why["code"], "message": why["message"]})
+            }
+        };
+        statuses.insert(name.to_owned(), status);
+    }
+    if let (Some(served), true) = (served, not_ready.is_empty()) {
+        let body = serde_json::json!({
+            "status": "ready",
+            "expiration": crate::clock::format_rfc3339_seconds(served.expiration),
+            "roles": statuses,
+        });
+        return json(StatusCode::OK, Bytes::from(body.to_string()));
+    }
+    let body = serde_json::json!({
+        "code": "RoleNotReady",
+        "message": format!("not every role has credentials yet: {}", not_ready.join("; ")),
+        "roles": statuses,
+    });
+    json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Bytes::from(body.to_string()),
+    )
+}
 
 pub fn handle<B>(app: &App, req: &Request<B>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return error(StatusCode::METHOD_NOT_ALLOWED, &METHOD_NOT_ALLOWED);
     }
-    let shared = &app.shared;
     match req.uri().path() {
         "/healthz" => json(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}")),
-        "/readyz" => {
-            let snapshot = shared.snapshot.load();
-            match snapshot.current(&*shared.clock) {
-                Some(served) => {
-                    let body = serde_json::json!({
-                        "status": "ready",
-                        "expiration": crate::clock::format_rfc3339_seconds(served.expiration),
-                    });
-                    json(StatusCode::OK, Bytes::from(body.to_string()))
-                }
-                None => json(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    snapshot.unavailable_body.clone(),
-                ),
-            }
-        }
+        "/readyz" => readyz(app),
         "/metrics" => {
-            let snapshot = shared.snapshot.load();
-            let expiry = snapshot
-                .served
-                .as_ref()
-                .map(|s| s.seconds_until_expiry(&*shared.clock));
-            let ready = snapshot.current(&*shared.clock).is_some();
+            let roles = roles(app);
+            let views: Vec<RoleView<'_>> = roles
+                .iter()
+                .map(|(name, shared)| {
+                    let snapshot = shared.snapshot.load();
+                    RoleView {
+                        name,
+                        metrics: &shared.metrics,
+                        seconds_until_expiry: snapshot
+                            .served
+                            .as_ref()
+                            .map(|s| s.seconds_until_expiry(&*shared.clock)),
+                        ready: snapshot.current(&*shared.clock).is_some(),
+                    }
+                })
+                .collect();
             let mut response = Response::new(http_body_util::Full::new(Bytes::from(
-                shared.metrics.render(expiry, ready),
+                crate::metrics::render(&views, &app.shared.metrics),
             )));
             response.headers_mut().insert(
                 CONTENT_TYPE,

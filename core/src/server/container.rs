@@ -3,6 +3,10 @@
 //! Contract (client-compat.md §1.2): `Authorization` carries the raw token from the file
 //! (401 when absent, 403 when wrong); 200 with the pre-rendered JSON; 503 with
 //! `Retry-After` when nothing valid can be served. Query strings are ignored.
+//!
+//! `GET /v1/credentials/NAME` is the same for the `--extra-role` named NAME (404 for a
+//! name that is not served, answered only after the token is checked, so the role names
+//! are not public either).
 
 use std::sync::LazyLock;
 
@@ -10,8 +14,21 @@ use hyper::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::{App, Body, METHOD_NOT_ALLOWED, StaticError, error, json};
+use crate::refresh::Shared;
 
 pub const PATH: &str = "/v1/credentials";
+
+/// Which role a credentials path asks for: `Some(None)` for the default role at [`PATH`],
+/// `Some(Some(name))` for `PATH/name`, `None` for any other path.
+pub fn role_in(path: &str) -> Option<Option<&str>> {
+    match path.strip_prefix(PATH)? {
+        "" => Some(None),
+        rest => rest
+            .strip_prefix('/')
+            .filter(|name| !name.is_empty() && !name.contains('/'))
+            .map(Some),
+    }
+}
 
 /// Clients retry about once a second; tell well-behaved ones to wait a little longer.
 pub const RETRY_AFTER_SECONDS: &str = "5";
@@ -22,6 +39,12 @@ static MISSING_AUTH: LazyLock<StaticError> = LazyLock::new(|| {
         "the Authorization header is required; set AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
     )
 });
+static NO_SUCH_ROLE: LazyLock<StaticError> = LazyLock::new(|| {
+    StaticError::new(
+        "NoSuchRole",
+        "no role is served under this name (passport serve --extra-role NAME=ARN)",
+    )
+});
 static WRONG_AUTH: LazyLock<StaticError> = LazyLock::new(|| {
     StaticError::new(
         "InvalidAuthorization",
@@ -29,7 +52,7 @@ static WRONG_AUTH: LazyLock<StaticError> = LazyLock::new(|| {
     )
 });
 
-pub fn handle<B>(app: &App, req: &Request<B>) -> Response<Body> {
+pub fn handle<B>(app: &App, role: Option<&str>, req: &Request<B>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return error(StatusCode::METHOD_NOT_ALLOWED, &METHOD_NOT_ALLOWED);
     }
@@ -40,22 +63,33 @@ pub fn handle<B>(app: &App, req: &Request<B>) -> Response<Body> {
         }
         Some(_) => {}
     }
-    serve(app)
+    serve(app, role)
 }
 
 /// The same answer without client authentication: the `--relative-uri-listen` listener
 /// (ECS-style RELATIVE_URI clients never send a token). An `Authorization` header, if a
 /// client sends one anyway, is ignored.
-pub fn handle_unauthenticated<B>(app: &App, req: &Request<B>) -> Response<Body> {
+pub fn handle_unauthenticated<B>(
+    app: &App,
+    role: Option<&str>,
+    req: &Request<B>,
+) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return error(StatusCode::METHOD_NOT_ALLOWED, &METHOD_NOT_ALLOWED);
     }
-    serve(app)
+    serve(app, role)
 }
 
-fn serve(app: &App) -> Response<Body> {
-    let snapshot = app.shared.snapshot.load();
-    match snapshot.current(&*app.shared.clock) {
+fn serve(app: &App, role: Option<&str>) -> Response<Body> {
+    let shared: &Shared = match role {
+        None => &app.shared,
+        Some(name) => match app.extra.get(name) {
+            Some(shared) => shared,
+            None => return error(StatusCode::NOT_FOUND, &NO_SUCH_ROLE),
+        },
+    };
+    let snapshot = shared.snapshot.load();
+    match snapshot.current(&*shared.clock) {
         Some(served) => json(StatusCode::OK, served.container_body.clone()),
         None => {
             let mut response = json(
@@ -66,6 +100,26 @@ fn serve(app: &App) -> Response<Body> {
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
             response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_name_the_default_role_or_one_extra_role() {
+        assert_eq!(role_in("/v1/credentials"), Some(None));
+        assert_eq!(role_in("/v1/credentials/reports"), Some(Some("reports")));
+        for other in [
+            "/v1/credentials/",
+            "/v1/credentials/a/b",
+            "/v1/credentialsx",
+            "/v1/credential",
+            "/",
+        ] {
+            assert_eq!(role_in(other), None, "{other}");
         }
     }
 }

@@ -77,10 +77,17 @@ pub const SHARED_TOKEN_POLL: Duration = Duration::from_secs(1);
 
 /// What every handler can reach.
 pub struct App {
+    /// The default role (`--role-arn`, or its chain): `/v1/credentials` and IMDS. Its
+    /// metrics registry also counts the listeners' requests and refused connections.
     pub shared: Arc<Shared>,
+    /// `--extra-role`s, each served at `/v1/credentials/NAME` from its own snapshot.
+    pub extra: ExtraRoles,
     pub auth_token: crate::auth::AuthToken,
     pub imds: Option<imds::Imds>,
 }
+
+/// The extra roles by name, each with its own refresher's snapshot.
+pub type ExtraRoles = std::collections::BTreeMap<crate::aws::RoleName, Arc<Shared>>;
 
 pub struct Server {
     listener: TcpListener,
@@ -95,6 +102,15 @@ pub struct Server {
 
 impl Server {
     pub async fn bind(settings: ServerSettings, shared: Arc<Shared>) -> io::Result<Self> {
+        Self::bind_roles(settings, shared, ExtraRoles::new()).await
+    }
+
+    /// Bind, serving `extra` roles besides the default one.
+    pub async fn bind_roles(
+        settings: ServerSettings,
+        shared: Arc<Shared>,
+        extra: ExtraRoles,
+    ) -> io::Result<Self> {
         let listener = bind(settings.listen).await?;
         let ipv6 = if settings.legacy.ipv6_loopback
             && settings.listen.ip() == std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
@@ -125,6 +141,7 @@ impl Server {
             .map(|imds| imds::Imds::new(imds, &*shared.clock));
         let app = Arc::new(App {
             shared,
+            extra,
             auth_token: crate::auth::AuthToken::new(settings.auth_token.clone()),
             imds,
         });
@@ -146,6 +163,11 @@ impl Server {
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         bound_addr(&self.admin)
+    }
+
+    /// An extra role's shared state, by name.
+    pub fn extra_role(&self, name: &str) -> Option<Arc<Shared>> {
+        self.app.extra.get(name).cloned()
     }
 
     /// The unauthenticated credentials-only listener, when configured.
@@ -316,8 +338,8 @@ fn dispatch(app: &App, route: Route, req: Request<Incoming>) -> Response<Body> {
         Route::Credentials => {
             if !request_host_allowed(&req) {
                 error(StatusCode::FORBIDDEN, &FOREIGN_HOST)
-            } else if req.uri().path() == container::PATH {
-                container::handle(app, &req)
+            } else if let Some(role) = container::role_in(req.uri().path()) {
+                container::handle(app, role, &req)
             } else if let Some(imds) = app
                 .imds
                 .as_ref()
@@ -331,8 +353,8 @@ fn dispatch(app: &App, route: Route, req: Request<Incoming>) -> Response<Body> {
         Route::Unauthenticated => {
             if !request_host_allowed(&req) {
                 error(StatusCode::FORBIDDEN, &FOREIGN_HOST)
-            } else if req.uri().path() == container::PATH {
-                container::handle_unauthenticated(app, &req)
+            } else if let Some(role) = container::role_in(req.uri().path()) {
+                container::handle_unauthenticated(app, role, &req)
             } else {
                 error(StatusCode::NOT_FOUND, &NOT_FOUND)
             }

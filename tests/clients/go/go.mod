@@ -1,14 +1,14 @@
 module passport.test/clients/go
 
-go 1.26
+go 1.26.0
 
 require (
-	github.com/aws/aws-sdk-go v1.55.8
 	github.com/aws/aws-sdk-go-v2/config v1.33.21
 	github.com/aws/aws-sdk-go-v2/service/sts v1.53.0
 )
 
 require (
+	github.com/aws/aws-sdk-go v1.55.8 // indirect
 	github.com/aws/aws-sdk-go-v2 v1.48.0 // indirect
 	github.com/aws/aws-sdk-go-v2/credentials v1.21.3 // indirect
 	github.com/aws/aws-sdk-go-v2/feature/ec2/imds v1.20.9 // indirect
@@ -23,3 +23,9 @@ require (
 	github.com/aws/smithy-go v1.28.9 // indirect
 	github.com/jmespath/go-jmespath v0.4.0 // indirect
 )
+
+// The SDK-independent probe and the aws-sdk-go v1 probe, shared with the other Go client
+// module (see ../go-probe/go.mod).
+require passport.test/clients/probe v0.0.0
+
+replace passport.test/clients/probe => ../go-probe

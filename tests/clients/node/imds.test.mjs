@@ -124,7 +124,7 @@ before(async () => {
       "serve", "--role-arn", ROLE_ARN, "--token-file", join(dir, "jwt"),
       "--sts-endpoint", motoUrl, "--region", "eu-west-1",
       "--listen", `127.0.0.1:${port}`, "--admin-listen", "off",
-      "--auth-token-file", authFile, "--drain-delay", "0s",
+      "--auth-token-file", authFile, "--drain-delay", "0s", "--imds",
     ],
     { env: { ...cleanEnv(), PASSPORT_LOG: "warn" }, stdio: ["ignore", "inherit", "inherit"] },
   );

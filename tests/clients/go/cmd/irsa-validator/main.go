@@ -27,14 +27,9 @@ import (
 	"os"
 	"time"
 
-	"passport.test/clients/go/internal/probe"
-
-	awsv1 "github.com/aws/aws-sdk-go/aws"
-	"github.com/aws/aws-sdk-go/aws/session"
-	stsv1 "github.com/aws/aws-sdk-go/service/sts"
-
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"passport.test/clients/go/internal/sdkv2"
+	"passport.test/clients/probe"
+	"passport.test/clients/probe/sdkv1"
 )
 
 type report struct {
@@ -56,7 +51,8 @@ func main() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	for _, r := range []probe.Result{viaV1(), viaV2(ctx)} {
+	// One read each; v1 gets the STS endpoint in its session, for its web-identity call.
+	for _, r := range []probe.Result{sdkv1.Run(1, 1, true), sdkv2.Run(ctx, 1, 1)} {
 		fmt.Printf("%s %s (%s)\n", r.SDK, r.Version, r.Entry)
 		if r.Error != "" {
 			fmt.Printf("  ✗ %s\n", r.Error)
@@ -130,64 +126,4 @@ func checkEnv(problems *[]string) string {
 		bad("neither AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN (native IRSA) nor AWS_CONTAINER_CREDENTIALS_FULL_URI (passport) is set")
 		return "none"
 	}
-}
-
-func viaV1() (r probe.Result) {
-	r = probe.Result{SDK: "aws-sdk-go", Version: awsv1.SDKVersion, Entry: "session.NewSession()"}
-	cfg := awsv1.NewConfig()
-	if ep := os.Getenv("AWS_ENDPOINT_URL_STS"); ep != "" {
-		cfg = cfg.WithEndpoint(ep)
-	}
-	sess, err := session.NewSession(cfg)
-	if err != nil {
-		r.Error = "NewSession: " + err.Error()
-		return
-	}
-	v, err := sess.Config.Credentials.Get()
-	if err != nil {
-		r.Error = "Credentials.Get: " + err.Error()
-		return
-	}
-	r.Provider, r.AccessKeyID, r.Reads, r.DistinctKeys = v.ProviderName, v.AccessKeyID, 1, 1
-	out, err := stsv1.New(sess).GetCallerIdentity(&stsv1.GetCallerIdentityInput{})
-	if err != nil {
-		r.Error = "GetCallerIdentity: " + err.Error()
-		return
-	}
-	r.Account, r.UserID, r.Arn = awsv1.StringValue(out.Account), awsv1.StringValue(out.UserId), awsv1.StringValue(out.Arn)
-	return
-}
-
-func viaV2(ctx context.Context) (r probe.Result) {
-	r = probe.Result{
-		SDK:     "aws-sdk-go-v2",
-		Version: "config " + probe.ModuleVersion("github.com/aws/aws-sdk-go-v2/config"),
-		Entry:   "config.LoadDefaultConfig",
-	}
-	cfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		r.Error = "LoadDefaultConfig: " + err.Error()
-		return
-	}
-	creds, err := cfg.Credentials.Retrieve(ctx)
-	if err != nil {
-		r.Error = "Credentials.Retrieve: " + err.Error()
-		return
-	}
-	r.Provider, r.AccessKeyID, r.Reads, r.DistinctKeys = creds.Source, creds.AccessKeyID, 1, 1
-	out, err := sts.NewFromConfig(cfg).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
-	if err != nil {
-		r.Error = "GetCallerIdentity: " + err.Error()
-		return
-	}
-	if out.Account != nil {
-		r.Account = *out.Account
-	}
-	if out.UserId != nil {
-		r.UserID = *out.UserId
-	}
-	if out.Arn != nil {
-		r.Arn = *out.Arn
-	}
-	return
 }

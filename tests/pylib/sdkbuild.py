@@ -1,7 +1,8 @@
 """Building the Go and Java client programs: one place for tests/clients and tests/legacy.
 
 Plain functions, no pytest fixtures and no import of either suite's conftest (both suites
-have a module named `conftest`), so tests/legacy can import this file by path. Both builds
+have a module named `conftest`); both import it from this directory (see passport_harness).
+Python 3.7-compatible, like passport_harness: tests/legacy runs under 3.7. Both builds
 are offline: `./test.sh` downloads the Go modules and resolves the Maven dependencies first.
 """
 
@@ -14,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
-CLIENTS_DIR = Path(__file__).resolve().parent
+CLIENTS_DIR = Path(__file__).resolve().parents[1] / "clients"
 GO_DIR = CLIENTS_DIR / "go"
 GO_LEGACY_DIR = CLIENTS_DIR / "go-legacy"
+#: The probe code both Go modules share (a `replace` to this directory in their go.mod).
+GO_PROBE_DIR = CLIENTS_DIR / "go-probe"
 JAVA_DIR = CLIENTS_DIR / "java"
 JAVA_MODULES = ("sdk-v2", "sdk-v1", "sdk-v1-2018")
 BUILD_TIMEOUT = 900

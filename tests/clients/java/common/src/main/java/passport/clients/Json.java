@@ -3,10 +3,10 @@ package passport.clients;
 import java.util.Map;
 
 /** A flat JSON object of strings and numbers: all the client programs print. */
-final class Json {
+public final class Json {
     private Json() {}
 
-    static String object(Map<String, Object> fields) {
+    public static String object(Map<String, Object> fields) {
         StringBuilder out = new StringBuilder("{");
         for (Map.Entry<String, Object> e : fields.entrySet()) {
             if (out.length() > 1) out.append(',');
@@ -17,7 +17,7 @@ final class Json {
         return out.append('}').toString();
     }
 
-    static String string(String s) {
+    public static String string(String s) {
         StringBuilder out = new StringBuilder("\"");
         for (char c : s.toCharArray()) {
             switch (c) {

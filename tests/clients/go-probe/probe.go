@@ -1,6 +1,10 @@
-// Package probe holds what the client programs share: reading credentials from many
-// goroutines at once (the single-flight check), the module versions actually linked in,
-// and the one-line JSON result the test harness parses.
+// Package probe holds what the Go client programs share, whatever SDK they link: reading
+// credentials from many goroutines at once (the single-flight check), the module versions
+// actually linked in, and the one-line JSON result the test harness parses.
+//
+// It is its own module, required by ../go and ../go-legacy through a `replace` to this
+// directory: a module can require one version of aws-sdk-go only, so the 2018 client
+// lives in a module of its own, and this code is written once for both.
 package probe
 
 import (
