@@ -178,9 +178,10 @@ impl Config {
         {
             problems.push(format!("--tls-cert-file/--tls-key-file: {e}"));
         }
-        problems.into_result()?;
-        let (Some(listen), Some(cert), Some(key)) = (listen, cert, key) else {
-            unreachable!("every None recorded a problem");
+        // Every `None` recorded a problem, so this returns the problems when any is missing.
+        let (Some(listen), Some(cert), Some(key), true) = (listen, cert, key, problems.is_empty())
+        else {
+            return Err(problems);
         };
         Ok(Self {
             listen,
