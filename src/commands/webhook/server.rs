@@ -27,6 +27,8 @@ use crate::commands::inject;
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Open connections at most (the API servers keep a few each; the rest are probes).
+pub const MAX_CONNECTIONS: usize = 1024;
 
 /// What the handlers share.
 pub struct State {
@@ -218,6 +220,7 @@ pub async fn serve(
 ) -> Result<(), String> {
     let acceptor = TlsAcceptor::from(Arc::new(tls.server_config()?));
     let graceful = GracefulShutdown::new();
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -234,6 +237,10 @@ pub async fn serve(
                 }
             },
             _ = stop.cancelled() => break,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "connection cap reached; closing a new connection");
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
@@ -261,6 +268,7 @@ pub async fn serve(
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+            drop(permit);
         });
     }
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
