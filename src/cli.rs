@@ -4,7 +4,7 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    check, demo, emulator, exec, inject, loadtest, serve, simulate_fleet, trust_policy,
+    check, demo, emulator, exec, inject, loadtest, serve, simulate_fleet, trust_policy, wait_ready,
 };
 use crate::logging::LogFormat;
 
@@ -44,6 +44,8 @@ pub enum Command {
     Loadtest(loadtest::LoadtestArgs),
     /// Simulate a fleet's STS refresh schedule on virtual time.
     SimulateFleet(simulate_fleet::SimulateFleetArgs),
+    /// Wait until passport's /readyz answers 200 (the legacy sidecar's postStart hook).
+    WaitReady(wait_ready::WaitReadyArgs),
 }
 
 #[derive(Debug, Subcommand)]

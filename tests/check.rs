@@ -25,6 +25,7 @@ fn args() -> CheckArgs {
         trust_policy: None,
         sts_endpoint: None,
         no_identity: false,
+        wait: None,
     }
 }
 

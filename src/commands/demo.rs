@@ -317,6 +317,7 @@ async fn start_and_serve(args: DemoArgs, signals: Signals) -> Result<(), String>
         trust_policy: None,
         sts_endpoint: None,
         no_identity: false,
+        wait: None,
     };
     let report = super::check::run(
         &check_args,

@@ -12,6 +12,7 @@ pub mod serve;
 pub mod simulate_fleet;
 pub mod sts_options;
 pub mod trust_policy;
+pub mod wait_ready;
 
 use std::process::ExitCode;
 
