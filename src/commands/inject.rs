@@ -716,6 +716,18 @@ impl Ctx<'_, '_> {
                 "{place}{name}: a Windows pod; the passport image is Linux-only (linux/amd64, linux/arm64), the pod will not start"
             ));
         }
+        let sidecars = ["initContainers", "containers"]
+            .iter()
+            .filter_map(|l| spec.get(*l).and_then(Value::as_sequence))
+            .flatten()
+            .filter(|c| str_at(c, &["name"]) == Some(CONTAINER_NAME))
+            .count();
+        if sidecars > 1 {
+            self.refused.push(format!(
+                "{place}{name}: {sidecars} containers named {CONTAINER_NAME:?}; container names must be unique in a pod"
+            ));
+            return;
+        }
         let clashes = port_clashes(spec);
         if !clashes.is_empty() {
             self.refused.push(format!(
@@ -850,6 +862,9 @@ impl Ctx<'_, '_> {
             && sc.get("fsGroup").and_then(Value::as_u64) == Some(UID)
         {
             sc.shift_remove("fsGroup");
+            if sc.is_empty() {
+                spec.shift_remove("securityContext");
+            }
             (self.warn)(format!(
                 "{place}{name}: removed fsGroup: {UID}, which an earlier passport inject added (it re-groups every volume); re-add it if you set it yourself"
             ));
