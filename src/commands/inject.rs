@@ -914,22 +914,23 @@ impl Ctx<'_, '_> {
     /// The level's redirect init container first in `initContainers` (kept as it is when
     /// present), and no other level's.
     fn redirect(&self, spec: &mut Mapping) {
+        // An empty list is removed only when this emptied it (kustomize leaves `[]` behind
+        // when a patch moves passport out; that is the input's business).
+        let mut emptied = false;
         if let Some(seq) = spec
             .get_mut("initContainers")
             .and_then(Value::as_sequence_mut)
         {
+            let before = seq.len();
             seq.retain(|c| {
                 !REDIRECTS
                     .iter()
                     .any(|r| r.level != self.opts.compat && str_at(c, &["name"]) == Some(r.name))
             });
+            emptied = before > 0 && seq.is_empty();
         }
         let Some(redirect) = REDIRECTS.iter().find(|r| r.level == self.opts.compat) else {
-            if spec
-                .get("initContainers")
-                .and_then(Value::as_sequence)
-                .is_some_and(Vec::is_empty)
-            {
+            if emptied {
                 spec.shift_remove("initContainers");
             }
             return;
