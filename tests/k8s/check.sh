@@ -140,5 +140,16 @@ grep -E 'Passed checks|Failed checks' "$work/checkov.txt" | sed 's/^/   /'
 
 step "hadolint Dockerfile"
 "$venv/bin/hadolint" Dockerfile || fail "hadolint"
+# What hadolint does not check (issue 17): both base images pinned by digest, a builder on
+# the build machine's platform cross-compiling for amd64 and arm64, labels from build args.
+grep -Eq '^ARG RUST_IMAGE=[^ ]+@sha256:[0-9a-f]{64}$' Dockerfile || fail "Dockerfile: RUST_IMAGE not pinned by digest"
+grep -Eq '^ARG RUNTIME_IMAGE=[^ ]+@sha256:[0-9a-f]{64}$' Dockerfile || fail "Dockerfile: RUNTIME_IMAGE not pinned by digest"
+grep -q 'FROM --platform=$BUILDPLATFORM' Dockerfile || fail "Dockerfile: the builder must run on \$BUILDPLATFORM"
+grep -q 'amd64) echo x86_64-unknown-linux-gnu' Dockerfile && grep -q 'arm64) echo aarch64-unknown-linux-gnu' Dockerfile \
+  || fail "Dockerfile: TARGETARCH amd64 and arm64 must map to Rust targets"
+for label in version revision created; do
+  grep -Eq "org.opencontainers.image.$label=\"\\\$\{[A-Z]+\}\"" Dockerfile || fail "Dockerfile: label $label must come from a build arg"
+done
+echo "   digests pinned, cross-compiling builder (amd64, arm64), labels from build args"
 
 echo "k8s checks: all passed"
