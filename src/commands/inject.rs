@@ -8,19 +8,28 @@
 //! Job, CronJob, also inside `List`s):
 //!
 //! - the `passport` container: a native sidecar (first in `initContainers`, `restartPolicy:
-//!   Always`, k8s 1.28+) or, with `--no-native-sidecar`, first in `containers`. The fields it
-//!   owns (image, args, probes, security context, its env and mounts by name) are set; any
-//!   other field or env a user added to it stays;
-//! - an in-memory `emptyDir` for the client auth token, mounted read-only into the
-//!   application containers, with their `AWS_CONTAINER_*` (and IMDS) env and `NO_PROXY`;
-//! - `fsGroup` (only when none is set: the app reads the 0640 token file through it),
-//!   Prometheus annotations (only when the pod has none), and the pod annotation
+//!   Always`, kubelets 1.29+) or, with `--no-native-sidecar`, first in `containers` with a
+//!   `passport wait-ready` postStart hook. The fields it owns (image, args, probes,
+//!   security context, its env and mounts by name) are set; any other field or env a user
+//!   added to it stays. IMDS is off (`PASSPORT_DISABLE_IMDS`) unless `--imds` or the `imds`
+//!   level;
+//! - an in-memory `emptyDir` for the client auth token (written 0644: the mount is the
+//!   boundary, so no `fsGroup` is needed or added), mounted read-only into the application
+//!   containers, with their `AWS_CONTAINER_*` (and, with IMDS, IMDS) env and `NO_PROXY`;
+//! - Prometheus annotations (only when the pod has none), and the pod annotation
 //!   `eks.amazonaws.com/skip-containers` naming the application containers, so the IRSA
 //!   webhook gives them no web-identity token of their own (SDKs prefer it to the
 //!   container endpoint).
 //!
 //! Documents that need no change are written back byte for byte, comments included; a
 //! changed document is re-serialised, losing its comments. Injecting twice changes nothing.
+//!
+//! Total: every input gives valid YAML or a refusal (exit 65) naming the pod and the reason
+//! (host network, port clashes with 9911-9913, static keys or profiles on an application,
+//! a plain sidecar on a Job, duplicate `passport` containers); values are built as typed
+//! YAML, never by formatting text (`tests/inject_props.rs` feeds random flags and
+//! workloads). Kinds with a pod template that inject does not handle, Windows pods and Jobs
+//! that could wait forever get a warning.
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -95,12 +104,16 @@ those inside a List. Other kinds pass through untouched. Injecting twice changes
 Documents that need no change are copied byte for byte. A changed document is re-serialised: \
 field order and values are kept, but its YAML comments, anchors and quoting style are lost.
 
-Pods with `hostNetwork: true` are refused (exit 65): their loopback is the node's, so \
-every pod on the node could read the credentials.
+Refused (exit 65, nothing written): pods with `hostNetwork: true` (their loopback is the \
+node's, so every pod on the node could read the credentials); containers listening on \
+9911-9913; application containers with static keys or AWS_PROFILE; --no-native-sidecar on \
+Jobs and CronJobs (the pod would never complete). Warned about: kinds with a pod template \
+that inject does not handle (Argo Rollout, PodTemplate), Windows pods, Jobs without \
+activeDeadlineSeconds (see --job-deadline).
 
 Examples:
   passport inject deploy.yaml | kubectl apply -f -
-  kubectl get deploy app -o yaml | passport inject --no-imds | kubectl apply -f -
+  kubectl get deploy app -o yaml | passport inject --containers app | kubectl apply -f -
   passport inject --role-arn arn:aws:iam::111122223333:role/app --region eu-west-1 job.yaml")]
 pub struct InjectArgs {
     /// Kubernetes YAML to read; `-` reads stdin.
