@@ -72,13 +72,16 @@ pub fn wait(admin: SocketAddr, timeout: Duration, interval: Duration) -> Result<
         let attempt = left.clamp(Duration::from_millis(1), Duration::from_secs(2));
         match probe(admin, attempt) {
             Ok(()) => return Ok(()),
-            Err(why) if Instant::now() + interval >= deadline => {
-                return Err(format!(
-                    "not ready after {}: {why}",
-                    humantime::format_duration(timeout)
-                ));
+            Err(why) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(format!(
+                        "not ready after {}: {why}",
+                        humantime::format_duration(timeout)
+                    ));
+                }
+                std::thread::sleep(interval.min(left));
             }
-            Err(_) => std::thread::sleep(interval),
         }
     }
 }
