@@ -4,6 +4,7 @@
 //! changes nothing (idempotence). Seeded (see `config`), so a failure reproduces.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use passport::commands::inject::{self, InjectArgs, InjectError, Options};
 use passport::compat::Compat;
@@ -34,19 +35,54 @@ fn text() -> impl Strategy<Value = String> {
     ]
 }
 
-fn flag() -> impl Strategy<Value = Option<String>> {
-    prop_oneof![Just(None), text().prop_map(Some)]
+/// An optional flag: mostly absent or one of `valid`, sometimes anything at all (the
+/// validation must catch it, or inject must write it as a plain string).
+fn flag(valid: &'static [&'static str]) -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        10 => Just(None),
+        9 => proptest::sample::select(valid).prop_map(|v| Some(v.to_owned())),
+        1 => text().prop_map(Some),
+    ]
+}
+
+/// `--image`: mostly accepted references, YAML-special ones included.
+fn image() -> impl Strategy<Value = String> {
+    prop_oneof![
+        8 => proptest::sample::select(&[
+            "ghcr.io/passport-dev/passport:0.1.0",
+            "null",
+            "~",
+            "123",
+            "yes",
+            "{x",
+            "a:b",
+            "'quoted'",
+            "registry:5000/p@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        ][..])
+        .prop_map(str::to_owned),
+        1 => text(),
+    ]
 }
 
 fn args() -> impl Strategy<Value = InjectArgs> {
     (
-        (text(), flag(), flag(), flag(), any::<bool>(), any::<bool>()),
         (
-            proptest::collection::vec(text(), 0..3),
+            image(),
+            flag(&["arn:aws:iam::111122223333:role/app", "arn:aws-cn:iam::111122223333:role/a/b"]),
+            flag(&["us-east-1", "eu-west-1", "cn-north-1"]),
+            flag(&["arn:aws:iam::444455556666:role/target"]),
+            proptest::bool::weighted(0.2),
+            proptest::bool::weighted(0.2),
+        ),
+        (
+            proptest::collection::vec(
+                prop_oneof![4 => proptest::sample::select(&["app", "sidecar"][..]).prop_map(str::to_owned), 1 => text()],
+                0..3,
+            ),
             any::<bool>(),
             0..4usize,
-            any::<bool>(),
-            flag(),
+            proptest::bool::weighted(0.1),
+            flag(&["100m", "0.5", "1", "250m"]),
             prop_oneof![Just(None), (0u64..100_000).prop_map(Some)],
             any::<bool>(),
         ),
@@ -124,10 +160,11 @@ fn env_entry() -> impl Strategy<Value = Value> {
 
 fn container() -> impl Strategy<Value = Value> {
     let names = prop_oneof![
-        Just("app".to_owned()),
-        Just("passport".to_owned()),
-        Just("sidecar".to_owned()),
-        text(),
+        3 => Just("app".to_owned()),
+        3 => Just("passport".to_owned()),
+        3 => Just("sidecar".to_owned()),
+        3 => "[a-z][a-z0-9-]{0,10}[a-z0-9]",
+        1 => text(),
     ];
     (
         names,
@@ -136,6 +173,7 @@ fn container() -> impl Strategy<Value = Value> {
         proptest::option::of(prop_oneof![
             Just(9911u16),
             Just(9912),
+            Just(9913),
             Just(8080),
             any::<u16>()
         ]),
@@ -168,7 +206,7 @@ fn pod_spec() -> impl Strategy<Value = Value> {
     (
         proptest::collection::vec(container(), 0..3),
         proptest::collection::vec(container(), 0..2),
-        any::<bool>(),
+        proptest::bool::weighted(0.1),
         proptest::option::of(prop_oneof![
             Just(65532u64),
             any::<u32>().prop_map(u64::from)
@@ -284,12 +322,23 @@ fn runner() -> TestRunner {
     )
 }
 
-fn check(args: &InjectArgs, input: &str) -> Result<(), TestCaseError> {
+/// How many cases ended where: bad flags, refused, injected.
+#[derive(Default)]
+struct Outcomes {
+    bad_flags: AtomicUsize,
+    refused: AtomicUsize,
+    injected: AtomicUsize,
+}
+
+fn check(args: &InjectArgs, input: &str, seen: &Outcomes) -> Result<(), TestCaseError> {
     let Ok(opts) = Options::from_args(args) else {
-        return Ok(()); // a bad flag: exit 64 with the list, checked by tests/inject.rs
+        // A bad flag: exit 64 with the list, checked by tests/inject.rs.
+        seen.bad_flags.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
     };
     match inject::inject_str(input, &opts, &mut |_| {}) {
         Err(InjectError::Refused(reasons)) => {
+            seen.refused.fetch_add(1, Ordering::Relaxed);
             prop_assert!(!reasons.is_empty());
             Ok(())
         }
@@ -297,10 +346,16 @@ fn check(args: &InjectArgs, input: &str) -> Result<(), TestCaseError> {
             "generated input did not parse:\n{input}"
         ))),
         Ok(out) => {
-            for doc in out.split("\n---\n") {
+            seen.injected.fetch_add(1, Ordering::Relaxed);
+            let inputs: Vec<&str> = input.split("\n---\n").collect();
+            for (i, doc) in out.split("\n---\n").enumerate() {
                 let parsed = serde_norway::from_str::<Value>(doc);
                 prop_assert!(parsed.is_ok(), "output does not parse: {parsed:?}\n{out}");
-                // Every env value on passport is a string (an EnvVar's `value` must be).
+                if inputs.get(i).map(|d| d.trim_end()) == Some(doc.trim_end()) {
+                    continue; // passed through byte for byte: the user's values, not ours
+                }
+                // Every env value inject owns on passport is a string (an EnvVar's `value`
+                // must be).
                 let mut bad = Vec::new();
                 let ours: Vec<String> = inject::sidecar_container(&opts)
                     .get("env")
@@ -347,15 +402,32 @@ fn sidecar_env_values(v: &Value, ours: &[String], bad: &mut Vec<Value>) {
 
 #[test]
 fn inject_never_panics_and_is_idempotent() {
+    let seen = Outcomes::default();
     runner()
-        .run(&(args(), input()), |(args, input)| check(&args, &input))
+        .run(&(args(), input()), |(args, input)| {
+            check(&args, &input, &seen)
+        })
         .unwrap();
+    // The generators must reach every outcome, the injected one most of all: a property
+    // that only ever sees refusals proves nothing about the output.
+    let (bad, refused, injected) = (
+        seen.bad_flags.into_inner(),
+        seen.refused.into_inner(),
+        seen.injected.into_inner(),
+    );
+    eprintln!("bad flags {bad}, refused {refused}, injected {injected}");
+    assert!(bad > 0 && refused > 0, "bad {bad}, refused {refused}");
+    assert!(
+        injected * 5 >= bad + refused + injected,
+        "only {injected} injected"
+    );
 }
 
 /// The webhook's entry point on the same random pods: never panics, and a refusal leaves
 /// the template as it was.
 #[test]
 fn inject_pod_template_never_panics() {
+    let seen = Outcomes::default();
     runner()
         .run(&(args(), pod_spec()), |(args, spec)| {
             let Ok(opts) = Options::from_args(&args) else {
@@ -367,12 +439,27 @@ fn inject_pod_template_never_panics() {
             let before = template.clone();
             match inject::inject_pod_template(&mut template, &opts, "Pod p", &mut |_| {}) {
                 Ok(()) => {
+                    seen.injected.fetch_add(1, Ordering::Relaxed);
                     let text = serde_norway::to_string(&template).unwrap();
                     prop_assert!(serde_norway::from_str::<Value>(&text).is_ok());
+                    // The same pod again: nothing changes.
+                    let once = template.clone();
+                    let again =
+                        inject::inject_pod_template(&mut template, &opts, "Pod p", &mut |_| {});
+                    prop_assert!(again.is_ok());
+                    prop_assert_eq!(template, once);
                 }
-                Err(_) => prop_assert_eq!(template, before),
+                Err(_) => {
+                    seen.refused.fetch_add(1, Ordering::Relaxed);
+                    prop_assert_eq!(template, before)
+                }
             }
             Ok(())
         })
         .unwrap();
+    let (refused, injected) = (seen.refused.into_inner(), seen.injected.into_inner());
+    assert!(
+        refused > 0 && injected > refused / 2,
+        "refused {refused}, injected {injected}"
+    );
 }

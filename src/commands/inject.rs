@@ -25,7 +25,7 @@
 //! changed document is re-serialised, losing its comments. Injecting twice changes nothing.
 //!
 //! Total: every input gives valid YAML or a refusal (exit 65) naming the pod and the reason
-//! (host network, port clashes with 9911-9913, static keys or profiles on an application,
+//! (host network, port clashes with 9911/9912 (and 9913 at the relative-uri level), static keys or profiles on an application,
 //! a plain sidecar on a Job, duplicate `passport` containers); values are built as typed
 //! YAML, never by formatting text (`tests/inject_props.rs` feeds random flags and
 //! workloads). Kinds with a pod template that inject does not handle, Windows pods and Jobs
@@ -71,8 +71,10 @@ pub const AUTH_TOKEN_FILE_MODE_VAR: &str = "PASSPORT_AUTH_TOKEN_FILE_MODE";
 pub const DISABLE_IMDS_VAR: &str = "PASSPORT_DISABLE_IMDS";
 /// How long the legacy sidecar's postStart hook waits for passport to be ready.
 pub const WAIT_READY_TIMEOUT: &str = "120s";
-/// The ports passport listens on inside the pod (credentials, admin, relative-uri).
-pub const PASSPORT_PORTS: [u16; 3] = [9911, 9912, 9913];
+/// The ports passport listens on inside the pod: credentials and admin, and at the
+/// relative-uri level the unauthenticated listener.
+pub const PASSPORT_PORTS: [u16; 2] = [9911, ADMIN_PORT];
+pub const RELATIVE_URI_PORT: u16 = 9913;
 /// Named port of the admin listener (probes, metrics).
 pub const ADMIN_PORT_NAME: &str = "passport-admin";
 pub const ADMIN_PORT: u16 = 9912;
@@ -106,7 +108,8 @@ field order and values are kept, but its YAML comments, anchors and quoting styl
 
 Refused (exit 65, nothing written): pods with `hostNetwork: true` (their loopback is the \
 node's, so every pod on the node could read the credentials); containers listening on \
-9911-9913; application containers with static keys or AWS_PROFILE; --no-native-sidecar on \
+9911 or 9912 (9913 too with --compat relative-uri); application containers with static keys or \
+AWS_PROFILE; --no-native-sidecar on \
 Jobs and CronJobs (the pod would never complete). Warned about: kinds with a pod template \
 that inject does not handle (Argo Rollout, PodTemplate), Windows pods, Jobs without \
 activeDeadlineSeconds (see --job-deadline).
@@ -729,6 +732,29 @@ impl Ctx<'_, '_> {
                 "{place}{name}: a Windows pod; the passport image is Linux-only (linux/amd64, linux/arm64), the pod will not start"
             ));
         }
+        let bad_names: Vec<String> = ["initContainers", "containers"]
+            .iter()
+            .filter_map(|l| spec.get(*l).and_then(Value::as_sequence))
+            .flatten()
+            .filter_map(|c| match c.get("name") {
+                Some(Value::String(n)) if dns_label(n) => None,
+                Some(Value::String(n)) => Some(format!("{n:?}")),
+                Some(other) => Some(
+                    serde_norway::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned(),
+                ),
+                None => Some("(none)".to_owned()),
+            })
+            .collect();
+        if !bad_names.is_empty() {
+            self.refused.push(format!(
+                "{place}{name}: container names {}: not valid Kubernetes names (lowercase letters, digits and '-', at most 63); the API server would reject the pod, and eks.amazonaws.com/skip-containers could not list them",
+                bad_names.join(", ")
+            ));
+            return;
+        }
         let sidecars = ["initContainers", "containers"]
             .iter()
             .filter_map(|l| spec.get(*l).and_then(Value::as_sequence))
@@ -741,12 +767,20 @@ impl Ctx<'_, '_> {
             ));
             return;
         }
-        let clashes = port_clashes(spec);
+        let mut ports = PASSPORT_PORTS.to_vec();
+        if self.opts.compat == Compat::RelativeUri {
+            ports.push(RELATIVE_URI_PORT);
+        }
+        let clashes = port_clashes(spec, &ports);
         if !clashes.is_empty() {
             self.refused.push(format!(
                 "{place}{name}: {}: passport listens on {} in the pod's network namespace",
                 clashes.join(", "),
-                PASSPORT_PORTS.map(|p| p.to_string()).join(", ")
+                ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
             return;
         }
@@ -1379,8 +1413,19 @@ const SHADOWING_REFUSED: &[&str] = &[
     crate::env::DEFAULT_PROFILE,
 ];
 
+/// A DNS-1123 label, what Kubernetes requires of a container name.
+fn dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
 /// `containerPort`s of the pod's other containers that passport needs.
-fn port_clashes(spec: &Mapping) -> Vec<String> {
+fn port_clashes(spec: &Mapping, ports: &[u16]) -> Vec<String> {
     let mut clashes = Vec::new();
     for list in ["initContainers", "containers"] {
         for c in spec
@@ -1400,7 +1445,7 @@ fn port_clashes(spec: &Mapping) -> Vec<String> {
                 .flatten()
             {
                 if let Some(n) = port.get("containerPort").and_then(Value::as_u64)
-                    && PASSPORT_PORTS.iter().any(|p| u64::from(*p) == n)
+                    && ports.iter().any(|p| u64::from(*p) == n)
                 {
                     clashes.push(format!("container {cname:?} has containerPort {n}"));
                 }
@@ -1717,6 +1762,23 @@ mod tests {
             .unwrap_err();
         assert!(refused[0].starts_with("Pod h: hostNetwork"), "{refused:?}");
         assert_eq!(template, before, "a refused pod is left as it was");
+    }
+
+    #[test]
+    fn port_9913_clashes_only_at_the_relative_uri_level() {
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: a, image: x, ports: [{containerPort: 9913}]}]\n";
+        assert!(inject_str(pod, &Options::default(), &mut |_| {}).is_ok());
+        let relative = Options {
+            compat: Compat::RelativeUri,
+            ..Options::default()
+        };
+        let err = inject_str(pod, &relative, &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("container \"a\" has containerPort 9913"),
+            "{err}"
+        );
     }
 
     #[test]
