@@ -4,7 +4,8 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    check, demo, emulator, exec, inject, loadtest, serve, simulate_fleet, trust_policy, webhook,
+    check, demo, emulator, exec, inject, loadtest, serve, simulate_fleet, trust_policy, wait_ready,
+    webhook,
 };
 use crate::logging::LogFormat;
 
@@ -46,6 +47,8 @@ pub enum Command {
     SimulateFleet(simulate_fleet::SimulateFleetArgs),
     /// Admission webhook: inject the sidecar into pods labelled passport.dev/inject=true.
     Webhook(webhook::WebhookArgs),
+    /// Wait until passport's /readyz answers 200 (the legacy sidecar's postStart hook).
+    WaitReady(wait_ready::WaitReadyArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         Command::Loadtest(args) => commands::loadtest::main(&args),
         Command::SimulateFleet(args) => commands::simulate_fleet::main(&args),
         Command::Webhook(args) => commands::webhook::main(&args),
+        Command::WaitReady(args) => commands::wait_ready::main(&args),
         Command::Emulator(args) => commands::emulator::main(args),
         Command::Token(TokenCommand::Mint(args)) => commands::emulator::mint_main(args),
     }

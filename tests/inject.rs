@@ -27,7 +27,10 @@ fn inject(args: &[String], stdin: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn passport");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    // A refused flag exits before reading stdin: a broken pipe here is expected.
+    if let Err(e) = child.stdin.take().unwrap().write_all(stdin) {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+    }
     child.wait_with_output().unwrap()
 }
 
@@ -211,4 +214,61 @@ fn token_env_writes_a_random_secret_once() {
     assert!(!String::from_utf8_lossy(&no_secret.stdout).contains("kind: Secret"));
     let bad = inject(&["--no-secret".into()], input);
     assert_eq!(bad.status.code(), Some(64));
+}
+
+/// Flag values that once panicked or wrote invalid EnvVars: refused with exit 64, or
+/// written as strings.
+#[test]
+fn hostile_flag_values_are_refused_or_quoted() {
+    let pod = std::fs::read(fixtures().join("pod/input.yaml")).unwrap();
+    for bad in [
+        vec!["--image", "ghcr.io/x\u{1}y"],
+        vec!["--image", "a b"],
+        vec!["--image", ""],
+        vec!["--region", "null"],
+        vec!["--region", "123"],
+        vec!["--cpu-limit", "lots"],
+        vec!["--cpu-limit", "0"],
+        vec!["--job-deadline", "0"],
+        vec!["--compat", "imds", "--no-imds"],
+    ] {
+        let args: Vec<String> = bad.iter().map(|s| s.to_string()).collect();
+        let out = inject(&args, &pod);
+        assert_eq!(out.status.code(), Some(64), "{bad:?}: {out:?}");
+        assert!(out.stdout.is_empty());
+    }
+    // A YAML-looking image is a string, not a mapping or null.
+    let out = inject(&["--image".into(), "null".into()], &pod);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("image: 'null'"));
+}
+
+/// What inject passes over or changes on its own is said on stderr.
+#[test]
+fn warnings_name_what_was_skipped_or_changed() {
+    let stderr = |args: &[&str], input: &str| {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let out = inject(&args, input.as_bytes());
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let rollout = "apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {name: r}\nspec:\n  template:\n    spec:\n      containers: [{name: a, image: x}]\n";
+    assert!(stderr(&[], rollout).contains(
+        "Rollout r (argoproj.io/v1alpha1): has a pod template but is not a kind inject handles"
+    ));
+    let template = "apiVersion: v1\nkind: PodTemplate\nmetadata: {name: t}\ntemplate:\n  spec:\n    containers: [{name: a, image: x}]\n";
+    assert!(stderr(&[], template).contains("PodTemplate t (v1)"));
+    let windows = "apiVersion: v1\nkind: Pod\nmetadata: {name: w}\nspec:\n  nodeSelector: {kubernetes.io/os: windows}\n  containers: [{name: a, image: x}]\n";
+    assert!(stderr(&[], windows).contains("Pod w: a Windows pod"));
+    let job = std::fs::read_to_string(fixtures().join("job/input.yaml")).unwrap();
+    assert!(stderr(&[], &job).contains("Job backup: no activeDeadlineSeconds"));
+    assert!(!stderr(&["--job-deadline", "600"], &job).contains("activeDeadlineSeconds"));
+    let cron = std::fs::read_to_string(fixtures().join("cronjob/input.yaml")).unwrap();
+    assert!(stderr(&[], &cron).contains("CronJob nightly: no concurrencyPolicy"));
+    let old = std::fs::read_to_string(fixtures().join("upgrade-from-0.1/input.yaml")).unwrap();
+    let args = case_args(&fixtures().join("upgrade-from-0.1"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(stderr(&args, &old).contains("removed fsGroup: 65532"));
+    let shadow = std::fs::read_to_string(fixtures().join("shadowing-removed/input.yaml")).unwrap();
+    assert!(stderr(&[], &shadow).contains("removed AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE"));
 }

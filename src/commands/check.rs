@@ -46,6 +46,11 @@ pub struct CheckArgs {
     /// The chain as `passport serve` is given it: check explains each hop.
     #[command(flatten)]
     pub chain: crate::commands::sts_options::ChainArgs,
+    /// First wait up to this long for passport's admin /readyz (127.0.0.1:9912), then check
+    /// either way: in a pod whose start is not gated on passport (the check Job), a
+    /// passport that never gets credentials is reported with its reason (AccessDenied...).
+    #[arg(long, value_name = "DURATION")]
+    pub wait: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -180,6 +185,19 @@ struct Fetched {
 
 /// `passport check`: the report, human or `--json`; exit 1 when anything failed.
 pub fn main(args: CheckArgs, env: crate::env::Lookup<'_>) -> std::process::ExitCode {
+    if let Some(raw) = &args.wait {
+        let Ok(timeout) = crate::args::duration(raw) else {
+            return super::usage(crate::args::ConfigErrors(vec![format!(
+                "--wait {raw:?}: expected a duration such as 60s"
+            )]));
+        };
+        let admin = std::net::SocketAddr::from(([127, 0, 0, 1], 9912));
+        if let Err(why) =
+            super::wait_ready::wait(admin, timeout, std::time::Duration::from_millis(500))
+        {
+            eprintln!("passport check: {why}; checking anyway");
+        }
+    }
     let report = super::block_on(run(
         &args,
         &Inputs {

@@ -8,19 +8,28 @@
 //! Job, CronJob, also inside `List`s):
 //!
 //! - the `passport` container: a native sidecar (first in `initContainers`, `restartPolicy:
-//!   Always`, k8s 1.28+) or, with `--no-native-sidecar`, first in `containers`. The fields it
-//!   owns (image, args, probes, security context, its env and mounts by name) are set; any
-//!   other field or env a user added to it stays;
-//! - an in-memory `emptyDir` for the client auth token, mounted read-only into the
-//!   application containers, with their `AWS_CONTAINER_*` (and IMDS) env and `NO_PROXY`;
-//! - `fsGroup` (only when none is set: the app reads the 0640 token file through it),
-//!   Prometheus annotations (only when the pod has none), and the pod annotation
+//!   Always`, kubelets 1.29+) or, with `--no-native-sidecar`, first in `containers` with a
+//!   `passport wait-ready` postStart hook. The fields it owns (image, args, probes,
+//!   security context, its env and mounts by name) are set; any other field or env a user
+//!   added to it stays. IMDS is off (`PASSPORT_DISABLE_IMDS`) unless `--imds` or the `imds`
+//!   level;
+//! - an in-memory `emptyDir` for the client auth token (written 0644: the mount is the
+//!   boundary, so no `fsGroup` is needed or added), mounted read-only into the application
+//!   containers, with their `AWS_CONTAINER_*` (and, with IMDS, IMDS) env and `NO_PROXY`;
+//! - Prometheus annotations (only when the pod has none), and the pod annotation
 //!   `eks.amazonaws.com/skip-containers` naming the application containers, so the IRSA
 //!   webhook gives them no web-identity token of their own (SDKs prefer it to the
 //!   container endpoint).
 //!
 //! Documents that need no change are written back byte for byte, comments included; a
 //! changed document is re-serialised, losing its comments. Injecting twice changes nothing.
+//!
+//! Total: every input gives valid YAML or a refusal (exit 65) naming the pod and the reason
+//! (host network, port clashes with 9911/9912 (and 9913 at the relative-uri level), static keys or profiles on an application,
+//! a plain sidecar on a Job, duplicate `passport` containers); values are built as typed
+//! YAML, never by formatting text (`tests/inject_props.rs` feeds random flags and
+//! workloads). Kinds with a pod template that inject does not handle, Windows pods and Jobs
+//! that could wait forever get a warning.
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -45,8 +54,27 @@ pub const AUTH_VOLUME: &str = "passport-auth";
 pub const AUTH_DIR: &str = "/var/run/passport";
 /// The client auth token file.
 pub const AUTH_TOKEN_FILE: &str = "/var/run/passport/auth-token";
-/// The projected service-account token volume added for non-EKS clusters (`--role-arn`).
-pub const TOKEN_VOLUME: &str = "passport-token";
+/// The projected service-account token volume added for non-EKS clusters (`--role-arn`):
+/// the EKS IRSA webhook's own name and path, so a pod both ever touch has one volume, not two
+/// mounts at one path.
+pub const TOKEN_VOLUME: &str = "aws-iam-token";
+/// Where the EKS webhook mounts it, and where passport reads it by default.
+pub const TOKEN_MOUNT: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
+/// The name earlier versions of inject gave that volume (replaced on re-inject).
+const OLD_TOKEN_VOLUME: &str = "passport-token";
+/// The auth-token file's mode: readable by any UID that can reach it, and only containers
+/// that mount the `passport-auth` emptyDir can (the mount is the boundary), so the pod
+/// needs no `fsGroup`, which would re-group every volume.
+pub const AUTH_TOKEN_FILE_MODE: &str = "0644";
+pub const AUTH_TOKEN_FILE_MODE_VAR: &str = "PASSPORT_AUTH_TOKEN_FILE_MODE";
+/// IMDS is off in injected pods unless asked for: it authenticates nothing.
+pub const DISABLE_IMDS_VAR: &str = "PASSPORT_DISABLE_IMDS";
+/// How long the legacy sidecar's postStart hook waits for passport to be ready.
+pub const WAIT_READY_TIMEOUT: &str = "120s";
+/// The ports passport listens on inside the pod: credentials and admin, and at the
+/// relative-uri level the unauthenticated listener.
+pub const PASSPORT_PORTS: [u16; 2] = [9911, ADMIN_PORT];
+pub const RELATIVE_URI_PORT: u16 = 9913;
 /// Named port of the admin listener (probes, metrics).
 pub const ADMIN_PORT_NAME: &str = "passport-admin";
 pub const ADMIN_PORT: u16 = 9912;
@@ -78,12 +106,17 @@ those inside a List. Other kinds pass through untouched. Injecting twice changes
 Documents that need no change are copied byte for byte. A changed document is re-serialised: \
 field order and values are kept, but its YAML comments, anchors and quoting style are lost.
 
-Pods with `hostNetwork: true` are refused (exit 65): their loopback is the node's, so \
-every pod on the node could read the credentials.
+Refused (exit 65, nothing written): pods with `hostNetwork: true` (their loopback is the \
+node's, so every pod on the node could read the credentials); containers listening on \
+9911 or 9912 (9913 too with --compat relative-uri); application containers with static keys or \
+AWS_PROFILE; --no-native-sidecar on \
+Jobs and CronJobs (the pod would never complete). Warned about: kinds with a pod template \
+that inject does not handle (Argo Rollout, PodTemplate), Windows pods, Jobs without \
+activeDeadlineSeconds (see --job-deadline).
 
 Examples:
   passport inject deploy.yaml | kubectl apply -f -
-  kubectl get deploy app -o yaml | passport inject --no-imds | kubectl apply -f -
+  kubectl get deploy app -o yaml | passport inject --containers app | kubectl apply -f -
   passport inject --role-arn arn:aws:iam::111122223333:role/app --region eu-west-1 job.yaml")]
 pub struct InjectArgs {
     /// Kubernetes YAML to read; `-` reads stdin.
@@ -103,10 +136,13 @@ pub struct InjectArgs {
     /// exchange, passport assumes it with `sts:AssumeRole` and serves its credentials.
     #[arg(long, value_name = "ARN")]
     pub chain_role_arn: Option<String>,
-    /// Point the applications' IMDS clients at passport too (AWS_EC2_METADATA_SERVICE_ENDPOINT) [default].
+    /// Serve the IMDS endpoint too and point the applications' IMDS clients at it
+    /// (AWS_EC2_METADATA_SERVICE_ENDPOINT). IMDS authenticates nothing: any process that
+    /// reaches 127.0.0.1:9911 (every container in the pod, `kubectl port-forward`) gets
+    /// credentials. Implied by --compat imds.
     #[arg(long, overrides_with = "no_imds")]
     pub imds: bool,
-    /// Do not set AWS_EC2_METADATA_SERVICE_ENDPOINT.
+    /// No IMDS endpoint (PASSPORT_DISABLE_IMDS=true on passport) [default].
     #[arg(long, overrides_with = "imds")]
     pub no_imds: bool,
     /// Containers that get the credentials env, comma-separated [default: every container in
@@ -130,6 +166,22 @@ pub struct InjectArgs {
     /// With --compat token-env: do not write the Secret (it exists, or is managed elsewhere).
     #[arg(long)]
     pub no_secret: bool,
+    /// A CPU limit for passport (e.g. `100m`), for namespaces whose ResourceQuota demands
+    /// `limits.cpu`. Unset by default: a limit throttles passport under a burst of requests
+    /// (CFS quota), which the applications see as latency.
+    #[arg(long, value_name = "QUANTITY")]
+    pub cpu_limit: Option<String>,
+    /// Set `activeDeadlineSeconds` on Jobs (and CronJobs' job templates) that have none, and
+    /// `concurrencyPolicy: Forbid` on CronJobs that have none, so a pod whose passport never
+    /// becomes ready (a wrong role, AccessDenied) fails instead of waiting forever. Without
+    /// it, inject only warns.
+    #[arg(long, value_name = "SECONDS")]
+    pub job_deadline: Option<u64>,
+    /// passport's startup probe passes once it is up, not once it has credentials: the
+    /// applications start even when it never gets any (for the check Job, which reports
+    /// why, e.g. AccessDenied).
+    #[arg(long)]
+    pub no_startup_gate: bool,
 }
 
 /// Validated options.
@@ -146,6 +198,12 @@ pub struct Options {
     pub compat: Compat,
     /// Write the token-env Secret (with a random value) when the input has none.
     pub secret: bool,
+    /// passport's `limits.cpu`, a Kubernetes quantity.
+    pub cpu_limit: Option<String>,
+    /// `activeDeadlineSeconds` for Jobs that have none (`None`: warn only).
+    pub job_deadline: Option<u64>,
+    /// The startup probe waits for credentials (`/readyz`), not only for the process.
+    pub startup_gate: bool,
 }
 
 impl Default for Options {
@@ -155,20 +213,39 @@ impl Default for Options {
             role_arn: None,
             region: None,
             chain_role_arn: None,
-            imds: true,
+            imds: false,
             containers: None,
             native: true,
             compat: Compat::Modern,
             secret: true,
+            cpu_limit: None,
+            job_deadline: None,
+            startup_gate: true,
         }
     }
 }
 
 impl Options {
+    /// passport serves IMDS: asked for, or the `imds` level, whose clients know nothing else.
+    pub fn serves_imds(&self) -> bool {
+        self.imds || self.compat == Compat::Imds
+    }
+
     pub fn from_args(args: &InjectArgs) -> Result<Self, crate::args::ConfigErrors> {
         let mut problems = Vec::new();
-        if args.image.trim().is_empty() || args.image.chars().any(char::is_whitespace) {
-            problems.push(format!("--image {:?}: not an image reference", args.image));
+        if let Err(why) = image_reference(&args.image) {
+            problems.push(format!("--image {:?}: {why}", args.image));
+        }
+        if args.no_imds && args.compat == Compat::Imds {
+            problems.push("--no-imds: --compat imds is the IMDS level".to_owned());
+        }
+        if let Some(cpu) = &args.cpu_limit
+            && let Err(why) = cpu_quantity(cpu)
+        {
+            problems.push(format!("--cpu-limit {cpu:?}: {why}"));
+        }
+        if args.job_deadline == Some(0) {
+            problems.push("--job-deadline: at least 1 second".to_owned());
         }
         if let Some(arn) = &args.role_arn
             && let Err(why) = arn.parse::<passport_core::aws::RoleArn>()
@@ -210,12 +287,43 @@ impl Options {
             role_arn: args.role_arn.clone(),
             region: args.region.clone(),
             chain_role_arn: args.chain_role_arn.clone(),
-            imds: !args.no_imds,
+            imds: args.imds,
             containers: (!containers.is_empty()).then_some(containers),
             native: !args.no_native_sidecar,
             compat: args.compat,
             secret: !args.no_secret,
+            cpu_limit: args.cpu_limit.clone(),
+            job_deadline: args.job_deadline,
+            startup_gate: !args.no_startup_gate,
         })
+    }
+}
+
+/// An image reference as Kubernetes takes it: printable ASCII, no whitespace.
+fn image_reference(image: &str) -> Result<(), &'static str> {
+    if image.is_empty() {
+        return Err("empty");
+    }
+    if !image.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "not an image reference (printable ASCII without spaces, e.g. registry/name:tag@sha256:...)",
+        );
+    }
+    Ok(())
+}
+
+/// A CPU quantity: millicores (`250m`) or cores (`0.5`, `1`), positive.
+fn cpu_quantity(q: &str) -> Result<(), &'static str> {
+    let number = q.strip_suffix('m').unwrap_or(q);
+    let shaped = !number.is_empty()
+        && number.len() <= 12
+        && number.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && number.bytes().filter(|b| *b == b'.').count() <= 1
+        && !number.starts_with('.')
+        && !number.ends_with('.');
+    match number.parse::<f64>() {
+        Ok(n) if shaped && n > 0.0 => Ok(()),
+        _ => Err("not a CPU quantity (e.g. 100m or 0.5)"),
     }
 }
 
@@ -429,6 +537,15 @@ fn str_at<'v>(v: &'v Value, path: &[&str]) -> Option<&'v str> {
     cur.as_str()
 }
 
+/// The mapping at `path`, if every step exists.
+fn mapping_at_mut<'v>(v: &'v mut Value, path: &[&str]) -> Option<&'v mut Mapping> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get_mut(*p)?;
+    }
+    cur.as_mapping_mut()
+}
+
 /// A mapping under `key`, created (appended, or before `before` when given) if missing.
 fn map_at<'m>(parent: &'m mut Mapping, k: &str, before: Option<&str>) -> Option<&'m mut Mapping> {
     if !parent.contains_key(k) || parent.get(k) == Some(&Value::Null) {
@@ -485,17 +602,22 @@ impl Ctx<'_, '_> {
             return;
         }
         let known_group = matches!(group.as_str(), "" | "apps" | "batch" | "extensions");
-        if !known_group {
-            return;
-        }
         let path: &[&str] = match kind.as_str() {
             "Pod" if group.is_empty() => &[],
-            "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
+            "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" if known_group => {
                 &["spec", "template"]
             }
-            "CronJob" => &["spec", "jobTemplate", "spec", "template"],
-            _ => return,
+            "CronJob" if known_group => &["spec", "jobTemplate", "spec", "template"],
+            _ => {
+                self.warn_skipped(value, &name, &api);
+                return;
+            }
         };
+        if matches!(kind.as_str(), "Job" | "CronJob")
+            && !self.run_to_completion(value, &kind, &name)
+        {
+            return;
+        }
         let mut cur = value;
         for p in path {
             match cur.get_mut(*p) {
@@ -513,6 +635,81 @@ impl Ctx<'_, '_> {
         self.pod(template, &name);
     }
 
+    /// A kind inject does not handle but that carries a pod template (an Argo Rollout, a
+    /// PodTemplate, a Knative Service...): say so, rather than pass it through silently.
+    fn warn_skipped(&mut self, value: &Value, name: &str, api: &str) {
+        let has_template = [
+            &["spec", "template", "spec", "containers"][..],
+            &["template", "spec", "containers"][..],
+            &[
+                "spec",
+                "jobTemplate",
+                "spec",
+                "template",
+                "spec",
+                "containers",
+            ][..],
+        ]
+        .iter()
+        .any(|path| {
+            let mut cur = Some(value);
+            for p in *path {
+                cur = cur.and_then(|v| v.get(*p));
+            }
+            cur.is_some_and(Value::is_sequence)
+        });
+        if has_template {
+            let place = self.place();
+            (self.warn)(format!(
+                "{place}{name} ({api}): has a pod template but is not a kind inject handles; skipped, passport NOT added (inject the pods it renders, or add the sidecar by hand)"
+            ));
+        }
+    }
+
+    /// A Job's or CronJob's pods must end: refuse a plain (non-native) sidecar, which never
+    /// exits, and bound the wait for a passport that never becomes ready. `false`: refused.
+    fn run_to_completion(&mut self, value: &mut Value, kind: &str, name: &str) -> bool {
+        let place = self.place();
+        if !self.opts.native {
+            self.refused.push(format!(
+                "{place}{name}: --no-native-sidecar on a {kind}: a plain passport container never exits, so the pod never completes; use a native sidecar (Kubernetes 1.29+)"
+            ));
+            return false;
+        }
+        let job_spec: &[&str] = if kind == "CronJob" {
+            &["spec", "jobTemplate", "spec"]
+        } else {
+            &["spec"]
+        };
+        let deadline = self.opts.job_deadline;
+        if let Some(spec) = mapping_at_mut(value, job_spec)
+            && !spec.contains_key("activeDeadlineSeconds")
+        {
+            match deadline {
+                Some(seconds) => {
+                    spec.insert(key("activeDeadlineSeconds"), Value::Number(seconds.into()));
+                }
+                None => (self.warn)(format!(
+                    "{place}{name}: no activeDeadlineSeconds: if passport never becomes ready (a wrong role, AccessDenied) the pod waits forever; set one, or pass --job-deadline SECONDS"
+                )),
+            }
+        }
+        if kind == "CronJob"
+            && let Some(spec) = mapping_at_mut(value, &["spec"])
+            && !spec.contains_key("concurrencyPolicy")
+        {
+            match deadline {
+                Some(_) => {
+                    spec.insert(key("concurrencyPolicy"), s("Forbid"));
+                }
+                None => (self.warn)(format!(
+                    "{place}{name}: no concurrencyPolicy (default Allow): runs stuck waiting for passport pile up; set Forbid, or pass --job-deadline SECONDS"
+                )),
+            }
+        }
+        true
+    }
+
     /// `template` holds `metadata` and `spec` (a Pod is its own template).
     fn pod(&mut self, template: &mut Mapping, name: &str) {
         let spec = template
@@ -526,6 +723,68 @@ impl Ctx<'_, '_> {
             ));
             return;
         }
+        let place = self.place();
+        let spec_value = Value::Mapping(spec.clone());
+        if str_at(&spec_value, &["os", "name"]) == Some("windows")
+            || str_at(&spec_value, &["nodeSelector", "kubernetes.io/os"]) == Some("windows")
+        {
+            (self.warn)(format!(
+                "{place}{name}: a Windows pod; the passport image is Linux-only (linux/amd64, linux/arm64), the pod will not start"
+            ));
+        }
+        let bad_names: Vec<String> = ["initContainers", "containers"]
+            .iter()
+            .filter_map(|l| spec.get(*l).and_then(Value::as_sequence))
+            .flatten()
+            .filter_map(|c| match c.get("name") {
+                Some(Value::String(n)) if dns_label(n) => None,
+                Some(Value::String(n)) => Some(format!("{n:?}")),
+                Some(other) => Some(
+                    serde_norway::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned(),
+                ),
+                None => Some("(none)".to_owned()),
+            })
+            .collect();
+        if !bad_names.is_empty() {
+            self.refused.push(format!(
+                "{place}{name}: container names {}: not valid Kubernetes names (lowercase letters, digits and '-', at most 63); the API server would reject the pod, and eks.amazonaws.com/skip-containers could not list them",
+                bad_names.join(", ")
+            ));
+            return;
+        }
+        let sidecars = ["initContainers", "containers"]
+            .iter()
+            .filter_map(|l| spec.get(*l).and_then(Value::as_sequence))
+            .flatten()
+            .filter(|c| str_at(c, &["name"]) == Some(CONTAINER_NAME))
+            .count();
+        if sidecars > 1 {
+            self.refused.push(format!(
+                "{place}{name}: {sidecars} containers named {CONTAINER_NAME:?}; container names must be unique in a pod"
+            ));
+            return;
+        }
+        let mut ports = PASSPORT_PORTS.to_vec();
+        if self.opts.compat == Compat::RelativeUri {
+            ports.push(RELATIVE_URI_PORT);
+        }
+        let clashes = port_clashes(spec, &ports);
+        if !clashes.is_empty() {
+            self.refused.push(format!(
+                "{place}{name}: {}: passport listens on {} in the pod's network namespace",
+                clashes.join(", "),
+                ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            return;
+        }
+        let added_fs_group = injected_by_old_version(spec);
         let native = self.opts.native;
         let (home, away) = if native {
             ("initContainers", "containers")
@@ -600,7 +859,7 @@ impl Ctx<'_, '_> {
                     continue;
                 }
                 if let Some(c) = c.as_mapping_mut() {
-                    self.app_container(c);
+                    self.app_container(c, &format!("{place}{name}: container {cname:?}"));
                     self.matched.insert(cname.clone());
                     env_names.push(cname);
                 }
@@ -635,15 +894,27 @@ impl Ctx<'_, '_> {
                 )),
             );
         }
+        volumes.retain(|v| str_at(v, &["name"]) != Some(OLD_TOKEN_VOLUME));
         if self.opts.role_arn.is_some() {
-            set_by_name(volumes, yaml(TOKEN_VOLUME_YAML));
+            set_by_name(volumes, token_volume());
         }
 
-        // The app reads the 0640 auth token through the pod's fsGroup; any group works.
-        if let Some(sc) = map_at(spec, "securityContext", None)
-            && !sc.contains_key("fsGroup")
+        // No fsGroup: the auth token is 0644 inside the emptyDir (0444 from the Secret), so
+        // any UID in a container that mounts it reads it, and no volume is re-grouped.
+        // Earlier versions added `fsGroup: 65532` when the pod had none; that one goes.
+        if added_fs_group
+            && let Some(sc) = spec
+                .get_mut("securityContext")
+                .and_then(Value::as_mapping_mut)
+            && sc.get("fsGroup").and_then(Value::as_u64) == Some(UID)
         {
-            sc.insert(key("fsGroup"), Value::Number(UID.into()));
+            sc.shift_remove("fsGroup");
+            if sc.is_empty() {
+                spec.shift_remove("securityContext");
+            }
+            (self.warn)(format!(
+                "{place}{name}: removed fsGroup: {UID}, which an earlier passport inject added (it re-groups every volume); re-add it if you set it yourself"
+            ));
         }
 
         // Pod annotations.
@@ -690,22 +961,23 @@ impl Ctx<'_, '_> {
     /// The level's redirect init container first in `initContainers` (kept as it is when
     /// present), and no other level's.
     fn redirect(&self, spec: &mut Mapping) {
+        // An empty list is removed only when this emptied it (kustomize leaves `[]` behind
+        // when a patch moves passport out; that is the input's business).
+        let mut emptied = false;
         if let Some(seq) = spec
             .get_mut("initContainers")
             .and_then(Value::as_sequence_mut)
         {
+            let before = seq.len();
             seq.retain(|c| {
                 !REDIRECTS
                     .iter()
                     .any(|r| r.level != self.opts.compat && str_at(c, &["name"]) == Some(r.name))
             });
+            emptied = before > 0 && seq.is_empty();
         }
         let Some(redirect) = REDIRECTS.iter().find(|r| r.level == self.opts.compat) else {
-            if spec
-                .get("initContainers")
-                .and_then(Value::as_sequence)
-                .is_some_and(Vec::is_empty)
-            {
+            if emptied {
                 spec.shift_remove("initContainers");
             }
             return;
@@ -746,14 +1018,27 @@ impl Ctx<'_, '_> {
         if let Some(Value::Sequence(env)) = c.get_mut("env") {
             rename_env(env, other_auth_var, auth_var);
             // Each level's own passport variables; IMDSv1 on only at the imds level.
-            let foreign: &[&str] = match self.opts.compat {
-                Compat::RelativeUri => &["PASSPORT_IMDS_ALLOW_V1"],
-                Compat::Imds => &["PASSPORT_RELATIVE_URI_LISTEN"],
+            let mut foreign: Vec<&str> = match self.opts.compat {
+                Compat::RelativeUri => vec!["PASSPORT_IMDS_ALLOW_V1"],
+                Compat::Imds => vec!["PASSPORT_RELATIVE_URI_LISTEN"],
                 Compat::Modern | Compat::TokenEnv => {
-                    &["PASSPORT_IMDS_ALLOW_V1", "PASSPORT_RELATIVE_URI_LISTEN"]
+                    vec!["PASSPORT_IMDS_ALLOW_V1", "PASSPORT_RELATIVE_URI_LISTEN"]
                 }
             };
+            if self.opts.serves_imds() {
+                foreign.push(DISABLE_IMDS_VAR);
+            }
+            if self.opts.compat == Compat::TokenEnv {
+                foreign.push(AUTH_TOKEN_FILE_MODE_VAR);
+            }
             env.retain(|e| !str_at(e, &["name"]).is_some_and(|n| foreign.contains(&n)));
+        }
+        if let Some(Value::Sequence(mounts)) = c.get_mut("volumeMounts") {
+            mounts.retain(|m| str_at(m, &["name"]) != Some(OLD_TOKEN_VOLUME));
+        }
+        // The legacy hook belongs to a plain container only.
+        if self.opts.native && is_wait_ready_hook(c.get("lifecycle")) {
+            c.shift_remove("lifecycle");
         }
         let canonical = sidecar_container(self.opts);
         for (k, v) in canonical {
@@ -765,8 +1050,17 @@ impl Ctx<'_, '_> {
                     }
                     continue;
                 }
-                // Sizing is the operator's call; only a missing one is filled in.
-                ("resources", Some(_)) => continue,
+                // Sizing is the operator's call; only a missing one is filled in, and a CPU
+                // limit asked for on the command line.
+                ("resources", Some(have)) => {
+                    if let Some(cpu) = &self.opts.cpu_limit
+                        && let Some(resources) = have.as_mapping_mut()
+                        && let Some(limits) = map_at(resources, "limits", None)
+                    {
+                        limits.insert(key("cpu"), s(cpu));
+                    }
+                    continue;
+                }
                 _ => {}
             }
             c.insert(k, v);
@@ -776,7 +1070,8 @@ impl Ctx<'_, '_> {
         }
     }
 
-    fn app_container(&self, c: &mut Mapping) {
+    /// `who` names the container in messages.
+    fn app_container(&mut self, c: &mut Mapping, who: &str) {
         let env = c
             .entry(key("env"))
             .or_insert_with(|| Value::Sequence(Vec::new()));
@@ -792,6 +1087,40 @@ impl Ctx<'_, '_> {
         let remove = |env: &mut Vec<Value>, names: &[&str]| {
             env.retain(|e| !str_at(e, &["name"]).is_some_and(|n| names.contains(&n)));
         };
+        // Variables an SDK reads before the container endpoint. Web identity (the IRSA
+        // setup passport replaces) goes, with a warning; static keys and profiles are a
+        // deliberate other identity: refused, not silently dropped.
+        let present: Vec<String> = env
+            .iter()
+            .filter_map(|e| str_at(e, &["name"]))
+            .filter(|n| SHADOWING_REFUSED.contains(n) || SHADOWING_REMOVED.contains(n))
+            .map(str::to_owned)
+            .collect();
+        let refused: Vec<&String> = present
+            .iter()
+            .filter(|n| SHADOWING_REFUSED.contains(&n.as_str()))
+            .collect();
+        if !refused.is_empty() {
+            self.refused.push(format!(
+                "{who} sets {}: SDKs use these before the container endpoint, so passport would be bypassed; remove them first",
+                refused.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        let removed: Vec<&String> = present
+            .iter()
+            .filter(|n| SHADOWING_REMOVED.contains(&n.as_str()))
+            .collect();
+        if !removed.is_empty() {
+            (self.warn)(format!(
+                "{who}: removed {} (SDKs prefer web identity to the container endpoint; passport does the exchange)",
+                removed
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            remove(env, SHADOWING_REMOVED);
+        }
         match self.opts.compat {
             Compat::Modern | Compat::TokenEnv => {
                 rename_env(env, RELATIVE, FULL);
@@ -816,8 +1145,12 @@ impl Ctx<'_, '_> {
             }
             Compat::Imds => remove(env, &[FULL, RELATIVE, TOKEN, TOKEN_FILE]),
         }
-        if self.opts.imds {
-            set_env(env, "AWS_EC2_METADATA_SERVICE_ENDPOINT", IMDS_ENDPOINT);
+        if self.opts.serves_imds() {
+            set_env(
+                env,
+                crate::env::EC2_METADATA_SERVICE_ENDPOINT,
+                IMDS_ENDPOINT,
+            );
         } else {
             env.retain(|e| {
                 !(str_at(e, &["name"]) == Some("AWS_EC2_METADATA_SERVICE_ENDPOINT")
@@ -846,9 +1179,11 @@ impl Ctx<'_, '_> {
         }
         set_by_name(
             mounts.as_sequence_mut().expect("just made"),
-            yaml(&format!(
-                "{{name: {AUTH_VOLUME}, mountPath: {AUTH_DIR}, readOnly: true}}"
-            )),
+            map([
+                ("name", s(AUTH_VOLUME)),
+                ("mountPath", s(AUTH_DIR)),
+                ("readOnly", Value::Bool(true)),
+            ]),
         );
     }
 }
@@ -925,12 +1260,12 @@ emptyDir:
 ";
 
 /// The token-env level: the shared Secret where the generated token's emptyDir would be
-/// (0440: passport and the application read it through the pod's fsGroup).
+/// (0444: whoever mounts it reads it, whatever its UID; no fsGroup needed).
 const SHARED_AUTH_VOLUME_YAML: &str = "
 name: passport-auth
 secret:
   secretName: passport-auth-token
-  defaultMode: 288
+  defaultMode: 292
 ";
 
 /// The init container that redirects a link-local address to passport in the pod's own
@@ -1041,123 +1376,295 @@ fn rename_env(env: &mut [Value], from: &str, to: &str) {
     }
 }
 
-const TOKEN_VOLUME_YAML: &str = "
-name: passport-token
-projected:
-  sources:
-  - serviceAccountToken:
-      audience: sts.amazonaws.com
-      expirationSeconds: 3600
-      path: token
-";
+/// The projected web-identity token, as the EKS webhook projects it (name, audience, path).
+fn token_volume() -> Value {
+    map([
+        ("name", s(TOKEN_VOLUME)),
+        (
+            "projected",
+            map([(
+                "sources",
+                seq([map([(
+                    "serviceAccountToken",
+                    map([
+                        ("audience", s("sts.amazonaws.com")),
+                        ("expirationSeconds", num(3600)),
+                        ("path", s("token")),
+                    ]),
+                )])]),
+            )]),
+        ),
+    ])
+}
 
-/// The passport container for these options, fields in the order they are written.
-pub fn sidecar_container(opts: &Options) -> Mapping {
-    let restart = if opts.native {
-        "restartPolicy: Always\n"
-    } else {
-        ""
+/// On application containers: removed (web identity, which passport takes over).
+const SHADOWING_REMOVED: &[&str] = &[
+    crate::env::WEB_IDENTITY_TOKEN_FILE,
+    crate::env::ROLE_ARN,
+    crate::env::ROLE_SESSION_NAME,
+];
+/// On application containers: refused (another identity, set on purpose).
+const SHADOWING_REFUSED: &[&str] = &[
+    crate::env::ACCESS_KEY_ID,
+    crate::env::SECRET_ACCESS_KEY,
+    crate::env::SESSION_TOKEN,
+    crate::env::SECURITY_TOKEN,
+    crate::env::PROFILE,
+    crate::env::DEFAULT_PROFILE,
+];
+
+/// A DNS-1123 label, what Kubernetes requires of a container name.
+fn dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// `containerPort`s of the pod's other containers that passport needs.
+fn port_clashes(spec: &Mapping, ports: &[u16]) -> Vec<String> {
+    let mut clashes = Vec::new();
+    for list in ["initContainers", "containers"] {
+        for c in spec
+            .get(list)
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            let cname = str_at(c, &["name"]).unwrap_or("<unnamed>");
+            if cname == CONTAINER_NAME {
+                continue;
+            }
+            for port in c
+                .get("ports")
+                .and_then(Value::as_sequence)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(n) = port.get("containerPort").and_then(Value::as_u64)
+                    && ports.iter().any(|p| u64::from(*p) == n)
+                {
+                    clashes.push(format!("container {cname:?} has containerPort {n}"));
+                }
+            }
+        }
+    }
+    clashes
+}
+
+/// The pod holds passport from an inject that still added `fsGroup` (its sidecar has no
+/// token-file mode, or its token-env Secret volume the old 0440 mode).
+fn injected_by_old_version(spec: &Mapping) -> bool {
+    let Some(sidecar) = ["initContainers", "containers"]
+        .iter()
+        .filter_map(|l| spec.get(*l).and_then(Value::as_sequence))
+        .flatten()
+        .find(|c| str_at(c, &["name"]) == Some(CONTAINER_NAME))
+    else {
+        return false;
     };
+    let env_has = |name: &str| {
+        sidecar
+            .get("env")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+            .any(|e| str_at(e, &["name"]) == Some(name))
+    };
+    if env_has("PASSPORT_SHARED_AUTH_TOKEN_FILE") {
+        spec.get("volumes")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+            .filter(|v| str_at(v, &["name"]) == Some(AUTH_VOLUME))
+            .any(|v| {
+                v.get("secret")
+                    .and_then(|s| s.get("defaultMode"))
+                    .and_then(Value::as_u64)
+                    == Some(0o440)
+            })
+    } else {
+        !env_has(AUTH_TOKEN_FILE_MODE_VAR)
+    }
+}
+
+/// The `lifecycle` inject gives a plain passport container.
+fn is_wait_ready_hook(lifecycle: Option<&Value>) -> bool {
+    lifecycle
+        .and_then(|l| l.get("postStart"))
+        .and_then(|p| p.get("exec"))
+        .and_then(|e| e.get("command"))
+        .and_then(Value::as_sequence)
+        .is_some_and(|cmd| cmd.get(1).and_then(Value::as_str) == Some("wait-ready"))
+}
+
+/// A mapping from `(key, value)` pairs, in order.
+fn map<const N: usize>(pairs: [(&str, Value); N]) -> Value {
+    Value::Mapping(pairs.into_iter().map(|(k, v)| (key(k), v)).collect())
+}
+
+fn seq<const N: usize>(items: [Value; N]) -> Value {
+    Value::Sequence(items.into())
+}
+
+fn num(n: u64) -> Value {
+    Value::Number(n.into())
+}
+
+fn env_value(name: &str, value: &str) -> Value {
+    map([("name", s(name)), ("value", s(value))])
+}
+
+fn env_field(name: &str, field_path: &str) -> Value {
+    map([
+        ("name", s(name)),
+        (
+            "valueFrom",
+            map([("fieldRef", map([("fieldPath", s(field_path))]))]),
+        ),
+    ])
+}
+
+fn http_probe(path: &str, period: u64, timeout: u64, failures: u64) -> Value {
+    map([
+        (
+            "httpGet",
+            map([("path", s(path)), ("port", s(ADMIN_PORT_NAME))]),
+        ),
+        ("periodSeconds", num(period)),
+        ("timeoutSeconds", num(timeout)),
+        ("failureThreshold", num(failures)),
+    ])
+}
+
+/// The passport container for these options, fields in the order they are written. Built
+/// as typed YAML: an option's value is always a string scalar, whatever its characters.
+pub fn sidecar_container(opts: &Options) -> Mapping {
+    let mut c = Mapping::new();
+    c.insert(key("name"), s(CONTAINER_NAME));
+    c.insert(key("image"), s(&opts.image));
+    if opts.native {
+        c.insert(key("restartPolicy"), s("Always"));
+    }
+    c.insert(key("args"), seq([s("serve")]));
     // Native: the kubelet stops sidecars only after the applications have exited, so there
     // is nobody left to drain for. Plain container: SIGTERM reaches app and passport at
     // once; keep serving while the app shuts down.
     let drain = if opts.native { "0s" } else { "10s" };
-    let mut extra_env = String::new();
-    let auth_var = if opts.compat == Compat::TokenEnv {
-        "PASSPORT_SHARED_AUTH_TOKEN_FILE"
+    let mut env = Vec::new();
+    if opts.compat == Compat::TokenEnv {
+        env.push(env_value(
+            "PASSPORT_SHARED_AUTH_TOKEN_FILE",
+            AUTH_TOKEN_FILE,
+        ));
     } else {
-        "PASSPORT_AUTH_TOKEN_FILE"
-    };
+        env.push(env_value("PASSPORT_AUTH_TOKEN_FILE", AUTH_TOKEN_FILE));
+        // World-readable inside the emptyDir: only containers that mount the volume can
+        // reach the file, so the mount is the boundary; no fsGroup re-grouping of volumes.
+        env.push(env_value(AUTH_TOKEN_FILE_MODE_VAR, AUTH_TOKEN_FILE_MODE));
+    }
+    env.push(env_value("PASSPORT_DRAIN_DELAY", drain));
+    env.push(env_field("POD_NAME", "metadata.name"));
+    env.push(env_field("POD_NAMESPACE", "metadata.namespace"));
     match opts.compat {
-        Compat::RelativeUri => extra_env.push_str(&format!(
-            "- name: PASSPORT_RELATIVE_URI_LISTEN\n  value: {RELATIVE_URI_LISTEN}\n"
+        Compat::RelativeUri => env.push(env_value(
+            "PASSPORT_RELATIVE_URI_LISTEN",
+            RELATIVE_URI_LISTEN,
         )),
-        Compat::Imds => extra_env.push_str("- name: PASSPORT_IMDS_ALLOW_V1\n  value: \"true\"\n"),
+        Compat::Imds => env.push(env_value("PASSPORT_IMDS_ALLOW_V1", "true")),
         Compat::Modern | Compat::TokenEnv => {}
     }
+    if !opts.serves_imds() {
+        env.push(env_value(DISABLE_IMDS_VAR, "true"));
+    }
     if let Some(arn) = &opts.role_arn {
-        extra_env.push_str(&format!("- name: AWS_ROLE_ARN\n  value: {arn}\n"));
+        env.push(env_value(crate::env::ROLE_ARN, arn));
     }
     if let Some(region) = &opts.region {
-        extra_env.push_str(&format!("- name: AWS_REGION\n  value: {region}\n"));
+        env.push(env_value(crate::env::REGION, region));
     }
     if let Some(arn) = &opts.chain_role_arn {
-        extra_env.push_str(&format!(
-            "- name: PASSPORT_CHAIN_ROLE_ARN\n  value: {arn}\n"
-        ));
+        env.push(env_value("PASSPORT_CHAIN_ROLE_ARN", arn));
     }
-    let token_mount = if opts.role_arn.is_some() {
-        format!(
-            "- name: {TOKEN_VOLUME}\n  mountPath: /var/run/secrets/eks.amazonaws.com/serviceaccount\n  readOnly: true\n"
-        )
-    } else {
-        String::new()
-    };
-    let text = format!(
-        "\
-name: {CONTAINER_NAME}
-image: {image:?}
-{restart}args:
-- serve
-env:
-- name: {auth_var}
-  value: {AUTH_TOKEN_FILE}
-- name: PASSPORT_DRAIN_DELAY
-  value: {drain}
-- name: POD_NAME
-  valueFrom:
-    fieldRef:
-      fieldPath: metadata.name
-- name: POD_NAMESPACE
-  valueFrom:
-    fieldRef:
-      fieldPath: metadata.namespace
-{extra_env}ports:
-- name: {ADMIN_PORT_NAME}
-  containerPort: {ADMIN_PORT}
-  protocol: TCP
-startupProbe:
-  httpGet:
-    path: /readyz
-    port: {ADMIN_PORT_NAME}
-  periodSeconds: 1
-  timeoutSeconds: 1
-  failureThreshold: 120
-livenessProbe:
-  httpGet:
-    path: /healthz
-    port: {ADMIN_PORT_NAME}
-  periodSeconds: 10
-  timeoutSeconds: 2
-  failureThreshold: 3
-resources:
-  requests:
-    cpu: 10m
-    memory: 16Mi
-  limits:
-    memory: 64Mi
-securityContext:
-  runAsNonRoot: true
-  runAsUser: {UID}
-  runAsGroup: {UID}
-  readOnlyRootFilesystem: true
-  allowPrivilegeEscalation: false
-  capabilities:
-    drop:
-    - ALL
-  seccompProfile:
-    type: RuntimeDefault
-volumeMounts:
-- name: {AUTH_VOLUME}
-  mountPath: {AUTH_DIR}
-{token_mount}terminationMessagePolicy: FallbackToLogsOnError
-",
-        image = opts.image,
+    c.insert(key("env"), Value::Sequence(env));
+    c.insert(
+        key("ports"),
+        seq([map([
+            ("name", s(ADMIN_PORT_NAME)),
+            ("containerPort", num(ADMIN_PORT.into())),
+            ("protocol", s("TCP")),
+        ])]),
     );
-    match yaml(&text) {
-        Value::Mapping(m) => m,
-        _ => unreachable!("a mapping"),
+    // `--no-startup-gate`: the probe passes once passport is up, before it has
+    // credentials, so an application that reports failures itself (the check Job) starts.
+    let startup_path = if opts.startup_gate {
+        "/readyz"
+    } else {
+        "/healthz"
+    };
+    c.insert(key("startupProbe"), http_probe(startup_path, 1, 1, 120));
+    c.insert(key("livenessProbe"), http_probe("/healthz", 10, 2, 3));
+    if !opts.native {
+        // A plain container: the kubelet starts the next container only once this hook
+        // returns, so the applications start after passport is ready (what the startup
+        // probe does for a native sidecar).
+        c.insert(
+            key("lifecycle"),
+            map([(
+                "postStart",
+                map([(
+                    "exec",
+                    map([(
+                        "command",
+                        seq([
+                            s("/passport"),
+                            s("wait-ready"),
+                            s("--timeout"),
+                            s(WAIT_READY_TIMEOUT),
+                        ]),
+                    )]),
+                )]),
+            )]),
+        );
     }
+    let mut limits = Mapping::new();
+    if let Some(cpu) = &opts.cpu_limit {
+        limits.insert(key("cpu"), s(cpu));
+    }
+    limits.insert(key("memory"), s("64Mi"));
+    c.insert(
+        key("resources"),
+        map([
+            ("requests", map([("cpu", s("10m")), ("memory", s("16Mi"))])),
+            ("limits", Value::Mapping(limits)),
+        ]),
+    );
+    c.insert(
+        key("securityContext"),
+        map([
+            ("runAsNonRoot", Value::Bool(true)),
+            ("runAsUser", num(UID)),
+            ("runAsGroup", num(UID)),
+            ("readOnlyRootFilesystem", Value::Bool(true)),
+            ("allowPrivilegeEscalation", Value::Bool(false)),
+            ("capabilities", map([("drop", seq([s("ALL")]))])),
+            ("seccompProfile", map([("type", s("RuntimeDefault"))])),
+        ]),
+    );
+    let mut mounts = vec![map([("name", s(AUTH_VOLUME)), ("mountPath", s(AUTH_DIR))])];
+    if opts.role_arn.is_some() {
+        mounts.push(map([
+            ("name", s(TOKEN_VOLUME)),
+            ("mountPath", s(TOKEN_MOUNT)),
+            ("readOnly", Value::Bool(true)),
+        ]));
+    }
+    c.insert(key("volumeMounts"), Value::Sequence(mounts));
+    c.insert(key("terminationMessagePolicy"), s("FallbackToLogsOnError"));
+    c
 }
 
 #[cfg(test)]
@@ -1255,6 +1762,23 @@ mod tests {
             .unwrap_err();
         assert!(refused[0].starts_with("Pod h: hostNetwork"), "{refused:?}");
         assert_eq!(template, before, "a refused pod is left as it was");
+    }
+
+    #[test]
+    fn port_9913_clashes_only_at_the_relative_uri_level() {
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: a, image: x, ports: [{containerPort: 9913}]}]\n";
+        assert!(inject_str(pod, &Options::default(), &mut |_| {}).is_ok());
+        let relative = Options {
+            compat: Compat::RelativeUri,
+            ..Options::default()
+        };
+        let err = inject_str(pod, &relative, &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("container \"a\" has containerPort 9913"),
+            "{err}"
+        );
     }
 
     #[test]

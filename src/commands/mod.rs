@@ -13,6 +13,7 @@ pub mod simulate_fleet;
 pub mod sts_options;
 pub mod trust_policy;
 pub mod webhook; // issue 16: the admission webhook
+pub mod wait_ready;
 
 use std::process::ExitCode;
 

@@ -36,6 +36,8 @@ helm template passport "$chart" --set image.digest=sha256:0000000000000000000000
   --set passport.imds=false > "$work/chart/digest-no-imds.yaml" || fail "helm template (digest, no IMDS)"
 grep -q 'image: ghcr.io/passport-dev/passport@sha256:0000' "$work/chart/digest-no-imds.yaml" || fail "image.digest is not used"
 if grep -q AWS_EC2_METADATA_SERVICE_ENDPOINT "$work/chart/digest-no-imds.yaml"; then fail "passport.imds=false still sets the IMDS endpoint"; fi
+helm template passport "$chart" --set passport.imds=true --set passport.cpuLimit=250m > "$work/chart/imds-cpu.yaml" || fail "helm template (IMDS, CPU limit)"
+grep -q 'cpu: 250m' "$work/chart/imds-cpu.yaml" || fail "passport.cpuLimit is not used"
 # --- webhook (issue 16): rendered in both certificate modes, then validated and checked
 # with the rest (kubernetes-validate warns, without failing, that it has no schema for
 # cert-manager's Issuer and Certificate). Not part of the inject fixed point below: the
@@ -74,8 +76,21 @@ for f in "$work"/chart/*.yaml; do
 done
 
 step "the chart's rendering is a fixed point of passport inject"
-"$bin" inject "$work/chart/default.yaml" > "$work/fixed.yaml" || fail "inject on the chart"
-diff -u "$work/chart/default.yaml" "$work/fixed.yaml" || fail "the chart differs from \`passport inject\` output: the sidecar spec drifted"
+# template -> inject flags it must be a fixed point under (the check Job's sidecar is not
+# startup-gated, so `check` can report a passport that never gets credentials).
+for spec in "app.yaml:" "check-job.yaml:--no-startup-gate" "app.yaml:--cpu-limit 100m|--set passport.cpuLimit=100m" \
+            "app.yaml:--imds|--set passport.imds=true"; do
+  template=${spec%%:*}; rest=${spec#*:}; flags=${rest%%|*}; set_flags=""
+  [[ "$rest" == *"|"* ]] && set_flags=${rest#*|}
+  # shellcheck disable=SC2086
+  helm template passport "$chart" --show-only "templates/$template" $set_flags > "$work/one.yaml" || fail "helm template $template $set_flags"
+  # shellcheck disable=SC2086
+  "$bin" inject $flags "$work/one.yaml" > "$work/fixed.yaml" || fail "inject $flags on $template"
+  diff -u "$work/one.yaml" "$work/fixed.yaml" || fail "$template ($set_flags) differs from \`passport inject $flags\`: the sidecar spec drifted"
+  echo "   $template ${set_flags:-(defaults)}: fixed point of inject ${flags:-(no flags)}"
+done
+grep -q 'PASSPORT_DISABLE_IMDS' "$work/chart/default.yaml" || fail "IMDS must be off by default"
+if grep -q 'fsGroup' "$work/chart/default.yaml"; then fail "the chart must not set fsGroup"; fi
 
 step "kubernetes-validate --strict against ${versions[*]}"
 for v in "${versions[@]}"; do

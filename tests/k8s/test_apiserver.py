@@ -207,7 +207,13 @@ def cluster(tmp_path_factory) -> Cluster:
 
 # --------------------------------------------------------------------------- manifests
 
-KUSTOMIZATIONS = sorted(p.parent.relative_to(REPO / "k8s").as_posix() for p in (REPO / "k8s").rglob("kustomization.yaml"))
+# k8s/components/* are kustomize Components: not buildable alone (the overlays use them, and
+# tests/k8s/check.sh renders every pair).
+KUSTOMIZATIONS = sorted(
+    p.parent.relative_to(REPO / "k8s").as_posix()
+    for p in (REPO / "k8s").rglob("kustomization.yaml")
+    if "components" not in p.relative_to(REPO / "k8s").parts
+)
 INJECT_CASES = sorted(
     p.parent.name
     for p in (REPO / "tests" / "fixtures" / "inject").glob("*/input.yaml")

@@ -202,10 +202,13 @@ def test_unauthenticated_listener_keeps_the_host_check(pods):
 
 
 @pytest.mark.parametrize("level", ["modern", "token-env", "relative-uri"])
-def test_imdsv1_is_off_outside_the_imds_level(pods, level):
+def test_imds_is_off_outside_the_imds_level(pods, level):
+    """IMDS authenticates nothing, so the manifests turn it off (PASSPORT_DISABLE_IMDS)
+    outside the imds level: no /latest/ at all, v1 or v2 (issue 17)."""
     pod = pods(level)
-    answer = pod.probe("http://127.0.0.1:9911/latest/meta-data/iam/security-credentials/")
-    assert answer["status"] == 401, answer
+    for url in ("http://127.0.0.1:9911/latest/meta-data/iam/security-credentials/", "http://127.0.0.1:9911/latest/api/token"):
+        answer = pod.probe(url)
+        assert answer["status"] == 404, (url, answer)
 
 
 def test_imdsv1_is_on_in_the_imds_level(pods):
@@ -323,12 +326,14 @@ def test_check_relative_uri_nothing_answers(pods):
     )
 
 
-def test_check_imds_reached_but_v1_refused(pods):
-    # relative-uri pod: IMDS answers on 9911 (v2 only); an old SDK would need v1.
+def test_check_imds_off_is_named(pods):
+    # relative-uri pod: passport's IMDS is off there (PASSPORT_DISABLE_IMDS, issue 17); an app
+    # pointed at it anyway is told that the endpoint does not serve IMDS.
     _check_fails_naming(
         pods("relative-uri"),
-        "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+        "IMDS http://127.0.0.1:9911: PUT /latest/api/token answered 404",
         AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=None,
+        AWS_EC2_METADATA_SERVICE_ENDPOINT="http://127.0.0.1:9911",
     )
 
 

@@ -24,16 +24,20 @@ prometheus.io/path: /metrics
 eks.amazonaws.com/skip-containers: {{ .containers }}
 {{- end -}}
 
-{{/* Pod security context. */}}
+{{/* Pod security context. No fsGroup: the auth token is 0644 inside the passport-auth
+emptyDir, which only the containers that mount it can reach, so no volume is re-grouped. */}}
 {{- define "passport.podSecurityContext" -}}
 runAsNonRoot: true
 seccompProfile:
   type: RuntimeDefault
-fsGroup: {{ .Values.fsGroup }}
 {{- end -}}
 
-{{/* The passport native sidecar: exactly what `passport inject` adds (and k8s/base has). */}}
+{{/* The passport native sidecar: exactly what `passport inject` adds (and k8s/base has).
+Called with (dict "root" $ "startupGate" true|false): without the gate (the check Job) the
+startup probe is /healthz, as `inject --no-startup-gate` writes it. */}}
 {{- define "passport.sidecar" -}}
+{{- $gate := .startupGate -}}
+{{- with .root -}}
 - name: passport
   image: {{ include "passport.image" . }}
   restartPolicy: Always
@@ -42,6 +46,8 @@ fsGroup: {{ .Values.fsGroup }}
   env:
   - name: PASSPORT_AUTH_TOKEN_FILE
     value: /var/run/passport/auth-token
+  - name: PASSPORT_AUTH_TOKEN_FILE_MODE
+    value: '0644'
   - name: PASSPORT_DRAIN_DELAY
     value: {{ .Values.passport.drainDelay }}
   - name: POD_NAME
@@ -52,13 +58,17 @@ fsGroup: {{ .Values.fsGroup }}
     valueFrom:
       fieldRef:
         fieldPath: metadata.namespace
+  {{- if not .Values.passport.imds }}
+  - name: PASSPORT_DISABLE_IMDS
+    value: 'true'
+  {{- end }}
   ports:
   - name: passport-admin
     containerPort: 9912
     protocol: TCP
   startupProbe:
     httpGet:
-      path: /readyz
+      path: {{ if $gate }}/readyz{{ else }}/healthz{{ end }}
       port: passport-admin
     periodSeconds: 1
     timeoutSeconds: 1
@@ -71,7 +81,11 @@ fsGroup: {{ .Values.fsGroup }}
     timeoutSeconds: 2
     failureThreshold: 3
   resources:
-    {{- toYaml .Values.passport.resources | nindent 4 }}
+    {{- $resources := deepCopy .Values.passport.resources }}
+    {{- if .Values.passport.cpuLimit }}
+    {{- $_ := set $resources "limits" (merge (dict "cpu" .Values.passport.cpuLimit) ($resources.limits | default dict)) }}
+    {{- end }}
+    {{- toYaml $resources | nindent 4 }}
   securityContext:
     runAsNonRoot: true
     runAsUser: 65532
@@ -87,6 +101,7 @@ fsGroup: {{ .Values.fsGroup }}
   - name: passport-auth
     mountPath: /var/run/passport
   terminationMessagePolicy: FallbackToLogsOnError
+{{- end -}}
 {{- end -}}
 
 {{/* What an application container gets from passport: environment ... */}}
