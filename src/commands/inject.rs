@@ -69,6 +69,9 @@ pub const AUTH_TOKEN_FILE_MODE: &str = "0644";
 pub const AUTH_TOKEN_FILE_MODE_VAR: &str = "PASSPORT_AUTH_TOKEN_FILE_MODE";
 /// IMDS is off in injected pods unless asked for: it authenticates nothing.
 pub const DISABLE_IMDS_VAR: &str = "PASSPORT_DISABLE_IMDS";
+/// IMDSv2 on (`serve --imds`): `inject --imds` outside the `imds` level, whose
+/// `PASSPORT_IMDS_ALLOW_V1` turns IMDS on by itself.
+pub const IMDS_VAR: &str = "PASSPORT_IMDS";
 /// How long the legacy sidecar's postStart hook waits for passport to be ready.
 pub const WAIT_READY_TIMEOUT: &str = "120s";
 /// The ports passport listens on inside the pod: credentials and admin, and at the
@@ -1028,6 +1031,9 @@ impl Ctx<'_, '_> {
             if self.opts.serves_imds() {
                 foreign.push(DISABLE_IMDS_VAR);
             }
+            if !self.opts.serves_imds() || self.opts.compat == Compat::Imds {
+                foreign.push(IMDS_VAR);
+            }
             if self.opts.compat == Compat::TokenEnv {
                 foreign.push(AUTH_TOKEN_FILE_MODE_VAR);
             }
@@ -1577,8 +1583,11 @@ pub fn sidecar_container(opts: &Options) -> Mapping {
         Compat::Imds => env.push(env_value("PASSPORT_IMDS_ALLOW_V1", "true")),
         Compat::Modern | Compat::TokenEnv => {}
     }
+    // Explicit both ways, so the manifest means the same to any passport version.
     if !opts.serves_imds() {
         env.push(env_value(DISABLE_IMDS_VAR, "true"));
+    } else if opts.compat != Compat::Imds {
+        env.push(env_value(IMDS_VAR, "true"));
     }
     if let Some(arn) = &opts.role_arn {
         env.push(env_value(crate::env::ROLE_ARN, arn));

@@ -58,7 +58,10 @@ startup probe is /healthz, as `inject --no-startup-gate` writes it. */}}
     valueFrom:
       fieldRef:
         fieldPath: metadata.namespace
-  {{- if not .Values.passport.imds }}
+  {{- if .Values.passport.imds }}
+  - name: PASSPORT_IMDS
+    value: 'true'
+  {{- else }}
   - name: PASSPORT_DISABLE_IMDS
     value: 'true'
   {{- end }}
