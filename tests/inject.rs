@@ -155,6 +155,26 @@ fn unknown_container_names_warn_but_do_not_fail() {
 }
 
 #[test]
+fn a_container_role_for_no_container_warns() {
+    let input = std::fs::read(fixtures().join("pod/input.yaml")).unwrap();
+    let args: Vec<String> = [
+        "--extra-role",
+        "r=arn:aws:iam::111122223333:role/r",
+        "--container-role",
+        "nope=r",
+    ]
+    .map(String::from)
+    .to_vec();
+    let out = inject(&args, &input);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--container-role") && stderr.contains("\"nope\""),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn help_says_comments_may_be_lost() {
     let out = Command::new(env!("CARGO_BIN_EXE_passport"))
         .args(["inject", "--help"])
@@ -231,6 +251,24 @@ fn hostile_flag_values_are_refused_or_quoted() {
         vec!["--cpu-limit", "0"],
         vec!["--job-deadline", "0"],
         vec!["--compat", "imds", "--no-imds"],
+        vec!["--extra-role", "Reports=arn:aws:iam::111122223333:role/r"],
+        vec!["--extra-role", "default=arn:aws:iam::111122223333:role/r"],
+        vec!["--extra-role", "r=arn:aws:iam::111122223333:role/r,chian"],
+        vec![
+            "--extra-role",
+            "r=arn:aws:iam::111122223333:role/r",
+            "--extra-role",
+            "r=arn:aws:iam::111122223333:role/s",
+        ],
+        vec!["--container-role", "app=nobody"],
+        vec![
+            "--compat",
+            "imds",
+            "--extra-role",
+            "r=arn:aws:iam::111122223333:role/r",
+            "--container-role",
+            "app=r",
+        ],
     ] {
         let args: Vec<String> = bad.iter().map(|s| s.to_string()).collect();
         let out = inject(&args, &pod);

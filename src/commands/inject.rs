@@ -31,7 +31,7 @@
 //! workloads). Kinds with a pod template that inject does not handle, Windows pods and Jobs
 //! that could wait forever get a warning.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,6 +72,8 @@ pub const DISABLE_IMDS_VAR: &str = "PASSPORT_DISABLE_IMDS";
 /// IMDSv2 on (`serve --imds`): `inject --imds` outside the `imds` level, whose
 /// `PASSPORT_IMDS_ALLOW_V1` turns IMDS on by itself.
 pub const IMDS_VAR: &str = "PASSPORT_IMDS";
+/// `serve --extra-role`s, space-separated.
+pub const EXTRA_ROLES_VAR: &str = "PASSPORT_EXTRA_ROLES";
 /// How long the legacy sidecar's postStart hook waits for passport to be ready.
 pub const WAIT_READY_TIMEOUT: &str = "120s";
 /// The ports passport listens on inside the pod: credentials and admin, and at the
@@ -139,6 +141,14 @@ pub struct InjectArgs {
     /// exchange, passport assumes it with `sts:AssumeRole` and serves its credentials.
     #[arg(long, value_name = "ARN")]
     pub chain_role_arn: Option<String>,
+    /// Serve another role at /v1/credentials/NAME (PASSPORT_EXTRA_ROLES on passport;
+    /// repeatable): NAME=ARN by web identity, NAME=ARN,chain by AssumeRole from --role-arn's.
+    #[arg(long = "extra-role", value_name = "NAME=ARN[,chain]")]
+    pub extra_roles: Vec<String>,
+    /// Point this container at an extra role (repeatable): its
+    /// AWS_CONTAINER_CREDENTIALS_FULL_URI (or RELATIVE_URI) ends in /NAME.
+    #[arg(long = "container-role", value_name = "CONTAINER=NAME")]
+    pub container_roles: Vec<String>,
     /// Serve the IMDS endpoint too and point the applications' IMDS clients at it
     /// (AWS_EC2_METADATA_SERVICE_ENDPOINT). IMDS authenticates nothing: any process that
     /// reaches 127.0.0.1:9911 (every container in the pod, `kubectl port-forward`) gets
@@ -194,6 +204,10 @@ pub struct Options {
     pub role_arn: Option<String>,
     pub region: Option<String>,
     pub chain_role_arn: Option<String>,
+    /// `--extra-role`s, as `NAME=ARN[,chain]`: PASSPORT_EXTRA_ROLES on passport.
+    pub extra_roles: Vec<String>,
+    /// Container name -> extra role name: its credentials URI is `/v1/credentials/NAME`.
+    pub container_roles: BTreeMap<String, String>,
     pub imds: bool,
     /// `None`: every regular container.
     pub containers: Option<Vec<String>>,
@@ -216,6 +230,8 @@ impl Default for Options {
             role_arn: None,
             region: None,
             chain_role_arn: None,
+            extra_roles: Vec::new(),
+            container_roles: BTreeMap::new(),
             imds: false,
             containers: None,
             native: true,
@@ -265,6 +281,44 @@ impl Options {
         {
             problems.push(format!("--chain-role-arn {arn:?}: {why}"));
         }
+        let mut extra_roles: Vec<(String, String)> = Vec::new();
+        for raw in &args.extra_roles {
+            match super::serve::extra_role(raw) {
+                Ok(role) if extra_roles.iter().any(|(n, _)| *n == role.name.as_str()) => {
+                    problems.push(format!(
+                        "--extra-role {}: the name is given twice",
+                        role.name
+                    ));
+                }
+                Ok(role) => extra_roles.push((role.name.to_string(), role.to_string())),
+                Err(why) => problems.push(format!("--extra-role {raw:?}: {why}")),
+            }
+        }
+        let mut container_roles = BTreeMap::new();
+        for raw in &args.container_roles {
+            let Some((container, role)) = raw.split_once('=') else {
+                problems.push(format!(
+                    "--container-role {raw:?}: expected CONTAINER=NAME (an --extra-role's NAME)"
+                ));
+                continue;
+            };
+            if !extra_roles.iter().any(|(n, _)| n == role) {
+                problems.push(format!(
+                    "--container-role {raw:?}: no --extra-role is named {role:?}"
+                ));
+            } else if args.compat == Compat::Imds {
+                problems.push(format!(
+                    "--container-role {raw:?}: the imds level serves only the default role (IMDS has one role per instance)"
+                ));
+            } else if container_roles
+                .insert(container.to_owned(), role.to_owned())
+                .is_some()
+            {
+                problems.push(format!(
+                    "--container-role: container {container:?} is given twice"
+                ));
+            }
+        }
         let containers: Vec<String> = args
             .containers
             .iter()
@@ -290,6 +344,8 @@ impl Options {
             role_arn: args.role_arn.clone(),
             region: args.region.clone(),
             chain_role_arn: args.chain_role_arn.clone(),
+            extra_roles: extra_roles.into_iter().map(|(_, spec)| spec).collect(),
+            container_roles,
             imds: args.imds,
             containers: (!containers.is_empty()).then_some(containers),
             native: !args.no_native_sidecar,
@@ -391,6 +447,15 @@ pub fn inject_str(
                 "--containers: no pod template has a container named {name:?}"
             ));
         }
+    }
+    for name in opts
+        .container_roles
+        .keys()
+        .filter(|n| !matched.contains(*n))
+    {
+        warn(format!(
+            "--container-role: no application container is named {name:?}; it would keep the default role"
+        ));
     }
     if opts.compat == Compat::TokenEnv && opts.secret && !has_secret && !pods.is_empty() {
         let namespace = pods.iter().flatten().next();
@@ -1078,6 +1143,13 @@ impl Ctx<'_, '_> {
 
     /// `who` names the container in messages.
     fn app_container(&mut self, c: &mut Mapping, who: &str) {
+        // The container's role: the default one, or an extra role at its own path.
+        let role_path = c
+            .get("name")
+            .and_then(Value::as_str)
+            .and_then(|name| self.opts.container_roles.get(name))
+            .map(|role| format!("/{role}"))
+            .unwrap_or_default();
         let env = c
             .entry(key("env"))
             .or_insert_with(|| Value::Sequence(Vec::new()));
@@ -1130,7 +1202,7 @@ impl Ctx<'_, '_> {
         match self.opts.compat {
             Compat::Modern | Compat::TokenEnv => {
                 rename_env(env, RELATIVE, FULL);
-                set_env(env, FULL, CREDENTIALS_URI);
+                set_env(env, FULL, &format!("{CREDENTIALS_URI}{role_path}"));
                 set_env(env, TOKEN_FILE, AUTH_TOKEN_FILE);
                 if self.opts.compat == Compat::TokenEnv {
                     set_by_name(
@@ -1146,7 +1218,11 @@ impl Ctx<'_, '_> {
             }
             Compat::RelativeUri => {
                 rename_env(env, FULL, RELATIVE);
-                set_env(env, RELATIVE, passport_core::server::container::PATH);
+                set_env(
+                    env,
+                    RELATIVE,
+                    &format!("{}{role_path}", passport_core::server::container::PATH),
+                );
                 remove(env, &[FULL, TOKEN, TOKEN_FILE]);
             }
             Compat::Imds => remove(env, &[FULL, RELATIVE, TOKEN, TOKEN_FILE]),
@@ -1597,6 +1673,9 @@ pub fn sidecar_container(opts: &Options) -> Mapping {
     }
     if let Some(arn) = &opts.chain_role_arn {
         env.push(env_value("PASSPORT_CHAIN_ROLE_ARN", arn));
+    }
+    if !opts.extra_roles.is_empty() {
+        env.push(env_value(EXTRA_ROLES_VAR, &opts.extra_roles.join(" ")));
     }
     c.insert(key("env"), Value::Sequence(env));
     c.insert(

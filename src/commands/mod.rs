@@ -12,8 +12,8 @@ pub mod serve;
 pub mod simulate_fleet;
 pub mod sts_options;
 pub mod trust_policy;
-pub mod webhook; // issue 16: the admission webhook
 pub mod wait_ready;
+pub mod webhook; // issue 16: the admission webhook
 
 use std::process::ExitCode;
 

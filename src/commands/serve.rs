@@ -318,15 +318,26 @@ fn imds_enabled(args: &ServeArgs, problems: &mut ConfigErrors) -> bool {
     (args.imds || args.imds_allow_v1) && !args.disable_imds
 }
 
-/// One `--extra-role`, parsed.
-struct ExtraRoleArg {
-    name: RoleName,
-    arn: RoleArn,
-    chain: bool,
+/// One `--extra-role` (of `serve`, and of `inject`, which passes it on), parsed.
+pub struct ExtraRoleArg {
+    pub name: RoleName,
+    pub arn: RoleArn,
+    pub chain: bool,
+}
+
+impl std::fmt::Display for ExtraRoleArg {
+    /// The `NAME=ARN[,chain]` form `--extra-role` and `PASSPORT_EXTRA_ROLES` take.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.name, self.arn)?;
+        if self.chain {
+            f.write_str(",chain")?;
+        }
+        Ok(())
+    }
 }
 
 /// `NAME=ARN` or `NAME=ARN,chain`.
-fn extra_role(raw: &str) -> Result<ExtraRoleArg, String> {
+pub fn extra_role(raw: &str) -> Result<ExtraRoleArg, String> {
     const SHAPE: &str = "expected NAME=ARN or NAME=ARN,chain";
     let (name, rest) = raw.split_once('=').ok_or(SHAPE)?;
     let (arn, chain) = match rest.split_once(',') {
