@@ -86,17 +86,45 @@ fn args() -> impl Strategy<Value = InjectArgs> {
             prop_oneof![Just(None), (0u64..100_000).prop_map(Some)],
             any::<bool>(),
         ),
+        (
+            // Extra roles and container roles: mostly none, so most cases stay valid.
+            prop_oneof![
+                2 => Just(Vec::new()),
+                1 => proptest::collection::vec(
+                    prop_oneof![
+                        6 => Just("r=arn:aws:iam::111122223333:role/r".to_owned()),
+                        3 => Just("x=arn:aws:iam::444455556666:role/x,chain".to_owned()),
+                        1 => text(),
+                    ],
+                    1..3,
+                ),
+            ],
+            prop_oneof![
+                4 => Just(Vec::new()),
+                1 => proptest::collection::vec(
+                    prop_oneof![
+                        6 => Just("app=r".to_owned()),
+                        2 => Just("sidecar=r".to_owned()),
+                        1 => text(),
+                    ],
+                    1..2,
+                ),
+            ],
+        ),
     )
         .prop_map(
             |(
                 (image, role_arn, region, chain_role_arn, imds, no_imds),
                 (containers, no_native, compat, no_secret, cpu_limit, job_deadline, no_gate),
+                (extra_roles, container_roles),
             )| InjectArgs {
                 file: PathBuf::from("-"),
                 image,
                 role_arn,
                 region,
                 chain_role_arn,
+                extra_roles,
+                container_roles,
                 imds,
                 no_imds,
                 containers,
