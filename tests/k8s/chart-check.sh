@@ -79,7 +79,8 @@ step "the chart's rendering is a fixed point of passport inject"
 # template -> inject flags it must be a fixed point under (the check Job's sidecar is not
 # startup-gated, so `check` can report a passport that never gets credentials).
 for spec in "app.yaml:" "check-job.yaml:--no-startup-gate" "app.yaml:--cpu-limit 100m|--set passport.cpuLimit=100m" \
-            "app.yaml:--imds|--set passport.imds=true"; do
+            "app.yaml:--imds|--set passport.imds=true" \
+            "app.yaml:--chain-role-arn arn:aws:iam::444455556666:role/reader --extra-role reports=arn:aws:iam::111122223333:role/reports --extra-role audit=arn:aws:iam::444455556666:role/audit,chain --container-role app=reports|--set passport.chainRoleArn=arn:aws:iam::444455556666:role/reader --set passport.extraRoles[0].name=reports --set passport.extraRoles[0].roleArn=arn:aws:iam::111122223333:role/reports --set passport.extraRoles[1].name=audit --set passport.extraRoles[1].roleArn=arn:aws:iam::444455556666:role/audit --set passport.extraRoles[1].chain=true --set app.role=reports"; do
   template=${spec%%:*}; rest=${spec#*:}; flags=${rest%%|*}; set_flags=""
   [[ "$rest" == *"|"* ]] && set_flags=${rest#*|}
   # shellcheck disable=SC2086
@@ -89,6 +90,13 @@ for spec in "app.yaml:" "check-job.yaml:--no-startup-gate" "app.yaml:--cpu-limit
   diff -u "$work/one.yaml" "$work/fixed.yaml" || fail "$template ($set_flags) differs from \`passport inject $flags\`: the sidecar spec drifted"
   echo "   $template ${set_flags:-(defaults)}: fixed point of inject ${flags:-(no flags)}"
 done
+# Bad role values fail the rendering with a message, not a broken manifest.
+if helm template passport "$chart" --set 'passport.extraRoles[0].name=Bad' --set 'passport.extraRoles[0].roleArn=arn:aws:iam::111122223333:role/r' >/dev/null 2>&1; then
+  fail "an extra role named Bad rendered"
+fi
+if helm template passport "$chart" --set app.role=nobody >/dev/null 2>&1; then
+  fail "app.role naming no extra role rendered"
+fi
 grep -q 'PASSPORT_DISABLE_IMDS' "$work/chart/default.yaml" || fail "IMDS must be off by default"
 if grep -q 'fsGroup' "$work/chart/default.yaml"; then fail "the chart must not set fsGroup"; fi
 

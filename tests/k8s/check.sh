@@ -62,6 +62,7 @@ declare -A component_flags=(
   [token-env]="--compat token-env --no-secret"
   [relative-uri]="--compat relative-uri"
   [cpu-limit]="--cpu-limit 100m"
+  [roles]="--chain-role-arn arn:aws:iam::444455556666:role/reader --extra-role reports=arn:aws:iam::111122223333:role/reports --extra-role audit=arn:aws:iam::444455556666:role/audit,chain"
 )
 levels=" imds token-env relative-uri "
 components=$(find k8s/components -mindepth 2 -maxdepth 2 -name kustomization.yaml -printf '%h\n' | xargs -n1 basename | sort)

@@ -65,6 +65,14 @@ startup probe is /healthz, as `inject --no-startup-gate` writes it. */}}
   - name: PASSPORT_DISABLE_IMDS
     value: 'true'
   {{- end }}
+  {{- with .Values.passport.chainRoleArn }}
+  - name: PASSPORT_CHAIN_ROLE_ARN
+    value: {{ . }}
+  {{- end }}
+  {{- with .Values.passport.extraRoles }}
+  - name: PASSPORT_EXTRA_ROLES
+    value: {{ include "passport.extraRoles" . }}
+  {{- end }}
   ports:
   - name: passport-admin
     containerPort: 9912
@@ -107,12 +115,34 @@ startup probe is /healthz, as `inject --no-startup-gate` writes it. */}}
 {{- end -}}
 {{- end -}}
 
+{{/* passport.extraRoles as PASSPORT_EXTRA_ROLES takes them: NAME=ARN[,chain], space-separated. */}}
+{{- define "passport.extraRoles" -}}
+{{- $specs := list }}
+{{- range . }}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$" (toString .name)) }}
+{{- fail (printf "passport.extraRoles: name %q is not a DNS label ([a-z0-9-], 1 to 63)" (toString .name)) }}
+{{- end }}
+{{- if not .roleArn }}
+{{- fail (printf "passport.extraRoles: %s has no roleArn" .name) }}
+{{- end }}
+{{- $specs = append $specs (printf "%s=%s%s" .name .roleArn (ternary ",chain" "" (default false .chain))) }}
+{{- end }}
+{{- join " " $specs }}
+{{- end -}}
+
 {{/* What an application container gets from passport: environment ... */}}
 {{- define "passport.appEnv" -}}
+{{- with .Values.app.role }}
+{{- $names := list }}
+{{- range $.Values.passport.extraRoles }}{{ $names = append $names (toString .name) }}{{ end }}
+{{- if not (has . $names) }}
+{{- fail (printf "app.role %q: not the name of one of passport.extraRoles" .) }}
+{{- end }}
+{{- end }}
 - name: AWS_REGION
   value: {{ .Values.region }}
 - name: AWS_CONTAINER_CREDENTIALS_FULL_URI
-  value: http://127.0.0.1:9911/v1/credentials
+  value: http://127.0.0.1:9911/v1/credentials{{ with .Values.app.role }}/{{ . }}{{ end }}
 - name: AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE
   value: /var/run/passport/auth-token
 {{- if .Values.passport.imds }}
