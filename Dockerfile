@@ -89,8 +89,8 @@ LABEL org.opencontainers.image.title="passport" \
       org.opencontainers.image.base.name="${RUNTIME_IMAGE}"
 COPY --from=builder /passport /passport
 USER 65532:65532
-# 9911: credentials (container endpoint; IMDS only when enabled). 9912: /healthz, /readyz,
-# /metrics. Both on loopback unless configured otherwise.
+# 9911: credentials (container endpoint; IMDS only when enabled), on loopback. 9912:
+# /healthz, /readyz, /metrics (never credentials), on the pod IP for the kubelet's probes.
 EXPOSE 9911 9912
 ENTRYPOINT ["/passport"]
 CMD ["serve"]
