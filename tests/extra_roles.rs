@@ -87,6 +87,35 @@ async fn each_role_is_served_at_its_own_path_behind_the_same_token() {
     running.shutdown().await;
 }
 
+/// The unauthenticated listener (`--relative-uri-listen`, the relative-uri level) serves
+/// the default role only: an extra role, which needs the token, is not served there, and
+/// the answer does not say whether the name exists.
+#[tokio::test]
+async fn the_unauthenticated_listener_serves_no_extra_role() {
+    let clock: Arc<dyn Clock> = Arc::new(passport_core::clock::SystemClock);
+    let mut builder = start_sidecar(FakeSts::new(clock.clone())).extra_role(
+        "reports",
+        REPORTS_ARN,
+        FakeSts::new(clock.clone()),
+    );
+    builder.server.legacy.relative_uri_listen = Some("127.0.0.1:0".parse().unwrap());
+    let running = builder.run(Shutdown::PROMPT).await;
+    let relative = running.relative.expect("the relative-uri listener");
+    assert_eq!(
+        http(relative, "GET", "/v1/credentials", &[]).await.status,
+        200
+    );
+    let auth = [("authorization", AUTH)];
+    for path in ["/v1/credentials/reports", "/v1/credentials/nope"] {
+        for headers in [&[][..], &auth[..]] {
+            let reply = http(relative, "GET", path, headers).await;
+            assert_eq!(reply.status, 404, "{path}");
+            assert_eq!(reply.json()["code"], "NotFound", "{path}: {}", reply.text());
+        }
+    }
+    running.shutdown().await;
+}
+
 /// An extra role refused by STS: the default role is served throughout, the extra role's
 /// path says why, `/readyz` names it, and its metrics count it.
 #[tokio::test]

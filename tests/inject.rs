@@ -263,6 +263,14 @@ fn hostile_flag_values_are_refused_or_quoted() {
         vec!["--container-role", "app=nobody"],
         vec![
             "--compat",
+            "relative-uri",
+            "--extra-role",
+            "r=arn:aws:iam::111122223333:role/r",
+            "--container-role",
+            "app=r",
+        ],
+        vec![
+            "--compat",
             "imds",
             "--extra-role",
             "r=arn:aws:iam::111122223333:role/r",

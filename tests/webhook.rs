@@ -388,6 +388,13 @@ fn bad_flags_exit_64_listing_every_problem() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // Without --region at all, that is a problem too.
+    let bare = std::process::Command::new(env!("CARGO_BIN_EXE_passport"))
+        .args(["webhook", "--tls-cert-file", "a", "--tls-key-file", "b"])
+        .output()
+        .unwrap();
+    assert_eq!(bare.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&bare.stderr).contains("--region: required"));
     for needle in [
         "--listen \"nowhere\"",
         "--tls-cert-file /nonexistent/tls.crt",
@@ -410,6 +417,7 @@ fn a_certificate_that_does_not_load_is_a_usage_error() {
         .arg(dir.path().join("c"))
         .arg("--tls-key-file")
         .arg(dir.path().join("k"))
+        .args(["--region", "us-east-1"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));

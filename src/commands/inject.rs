@@ -310,6 +310,10 @@ impl Options {
                 problems.push(format!(
                     "--container-role {raw:?}: the imds level serves only the default role (IMDS has one role per instance)"
                 ));
+            } else if args.compat == Compat::RelativeUri {
+                problems.push(format!(
+                    "--container-role {raw:?}: the relative-uri level reaches passport without the auth token, where only the default role is served"
+                ));
             } else if container_roles
                 .insert(container.to_owned(), role.to_owned())
                 .is_some()

@@ -636,6 +636,7 @@ impl SidecarBuilder {
             sidecar = sidecar.with_seed(seed);
         }
         let (addr, admin, shared) = (sidecar.local_addr(), sidecar.admin_addr(), sidecar.shared());
+        let relative = sidecar.relative_uri_addr();
         let extra = extra_names
             .iter()
             .map(|name| (name.clone(), sidecar.extra_role(name).expect("bound")))
@@ -649,6 +650,7 @@ impl SidecarBuilder {
         }
         Running {
             addr,
+            relative,
             extra,
             admin,
             shared,
@@ -663,6 +665,8 @@ impl SidecarBuilder {
 /// A running sidecar; dropping it cancels it.
 pub struct Running {
     pub addr: std::net::SocketAddr,
+    /// The unauthenticated `--relative-uri-listen` listener, when configured.
+    pub relative: Option<std::net::SocketAddr>,
     pub extra: std::collections::BTreeMap<String, Arc<Shared>>,
     pub admin: Option<std::net::SocketAddr>,
     pub shared: Arc<Shared>,

@@ -97,6 +97,14 @@ fi
 if helm template passport "$chart" --set app.role=nobody >/dev/null 2>&1; then
   fail "app.role naming no extra role rendered"
 fi
+for bad in "passport.extraRoles[0].name=default,passport.extraRoles[0].roleArn=arn:aws:iam::111122223333:role/r" \
+           "passport.extraRoles[0].name=r,passport.extraRoles[0].roleArn=not-an-arn" \
+           "passport.extraRoles[0].name=r,passport.extraRoles[0].roleArn=arn:aws:iam::111122223333:role/r,passport.extraRoles[1].name=r,passport.extraRoles[1].roleArn=arn:aws:iam::111122223333:role/s"; do
+  if helm template passport "$chart" --set "$bad" >/dev/null 2>&1; then fail "rendered extra roles that serve refuses: $bad"; fi
+done
+if helm template passport "$chart" --set webhook.enabled=true --set region= >/dev/null 2>&1; then
+  fail "the webhook rendered without a region"
+fi
 grep -q 'PASSPORT_DISABLE_IMDS' "$work/chart/default.yaml" || fail "IMDS must be off by default"
 if grep -q 'fsGroup' "$work/chart/default.yaml"; then fail "the chart must not set fsGroup"; fi
 

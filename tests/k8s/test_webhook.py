@@ -137,7 +137,7 @@ def webhook(cluster: Cluster, tmp_path_factory):
         proc = subprocess.Popen(
             [str(passport_bin()), "webhook", "--listen", f"127.0.0.1:{port}",
              "--tls-cert-file", str(d / "tls.crt"), "--tls-key-file", str(d / "tls.key"),
-             "--kubeconfig", str(cluster.kubeconfig), "--image", "ghcr.io/passport-dev/passport:test"],
+             "--kubeconfig", str(cluster.kubeconfig), "--image", "ghcr.io/passport-dev/passport:test", "--region", "us-east-1"],
             stdout=out, stderr=subprocess.STDOUT,
         )
     hook = Webhook(proc, f"https://127.0.0.1:{port}", d / "ca.crt", log)
@@ -237,7 +237,7 @@ def test_an_opted_in_pod_is_stored_with_the_sidecar_inject_would_add(cluster: Cl
     # The same as `passport inject --role-arn` gives for this pod: every field inject wrote
     # is stored as written (the server only adds its defaults).
     injected = yaml.safe_load(subprocess.run(
-        [str(passport_bin()), "inject", "--role-arn", ROLE_ARN, "--image", "ghcr.io/passport-dev/passport:test"],
+        [str(passport_bin()), "inject", "--role-arn", ROLE_ARN, "--region", "us-east-1", "--image", "ghcr.io/passport-dev/passport:test"],
         input=yaml.safe_dump({**p, "metadata": {**p["metadata"], "namespace": ns}}),
         capture_output=True, text=True, check=True, timeout=60,
     ).stdout)
@@ -355,7 +355,7 @@ def test_self_managed_certificates(cluster: Cluster, ns: str, webhook, tmp_path)
             proc = subprocess.Popen(
                 [str(passport_bin()), "webhook", "--listen", f"127.0.0.1:{p}",
                  "--tls-cert-file", str(d / "tls.crt"), "--tls-key-file", str(d / "tls.key"),
-                 "--kubeconfig", str(cluster.kubeconfig), "--image", "ghcr.io/passport-dev/passport:test",
+                 "--kubeconfig", str(cluster.kubeconfig), "--image", "ghcr.io/passport-dev/passport:test", "--region", "us-east-1",
                  "--self-managed-ca-secret", "passport-system/passport-webhook-ca",
                  "--webhook-configuration", name, "--dns-name", "127.0.0.1"],
                 stdout=out, stderr=subprocess.STDOUT,

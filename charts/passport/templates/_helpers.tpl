@@ -118,12 +118,20 @@ startup probe is /healthz, as `inject --no-startup-gate` writes it. */}}
 {{/* passport.extraRoles as PASSPORT_EXTRA_ROLES takes them: NAME=ARN[,chain], space-separated. */}}
 {{- define "passport.extraRoles" -}}
 {{- $specs := list }}
+{{- $names := list }}
 {{- range . }}
 {{- if not (regexMatch "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$" (toString .name)) }}
 {{- fail (printf "passport.extraRoles: name %q is not a DNS label ([a-z0-9-], 1 to 63)" (toString .name)) }}
 {{- end }}
-{{- if not .roleArn }}
-{{- fail (printf "passport.extraRoles: %s has no roleArn" .name) }}
+{{- if eq (toString .name) "default" }}
+{{- fail "passport.extraRoles: `default` is roleArn's own name, served at /v1/credentials" }}
+{{- end }}
+{{- if has (toString .name) $names }}
+{{- fail (printf "passport.extraRoles: %s is given twice" .name) }}
+{{- end }}
+{{- $names = append $names (toString .name) }}
+{{- if not (regexMatch "^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\\w+=,.@/-]+$" (toString .roleArn)) }}
+{{- fail (printf "passport.extraRoles: %s: roleArn %q is not arn:aws:iam::ACCOUNT_ID:role/NAME" .name (toString .roleArn)) }}
 {{- end }}
 {{- $specs = append $specs (printf "%s=%s%s" .name .roleArn (ternary ",chain" "" (default false .chain))) }}
 {{- end }}

@@ -353,8 +353,10 @@ fn dispatch(app: &App, route: Route, req: Request<Incoming>) -> Response<Body> {
         Route::Unauthenticated => {
             if !request_host_allowed(&req) {
                 error(StatusCode::FORBIDDEN, &FOREIGN_HOST)
-            } else if let Some(role) = container::role_in(req.uri().path()) {
-                container::handle_unauthenticated(app, role, &req)
+            } else if req.uri().path() == container::PATH {
+                // The default role only: extra roles are served behind the auth token alone,
+                // and their names are not answered here either.
+                container::handle_unauthenticated(app, None, &req)
             } else {
                 error(StatusCode::NOT_FOUND, &NOT_FOUND)
             }

@@ -67,7 +67,9 @@ pub struct WebhookArgs {
     /// passport image for the injected sidecar.
     #[arg(long, default_value = inject::DEFAULT_IMAGE)]
     pub image: String,
-    /// AWS_REGION for the injected sidecar.
+    /// AWS_REGION for the injected sidecars (required: a pod's role may come from a
+    /// passport.dev annotation, for which no other webhook sets a region, and passport
+    /// refuses to start without one).
     #[arg(long)]
     pub region: Option<String>,
     /// Self-managed certificates: the Secret (NAMESPACE/NAME) holding the webhook's CA, made
@@ -166,12 +168,18 @@ impl Config {
         if args.image.trim().is_empty() || args.image.chars().any(char::is_whitespace) {
             problems.push(format!("--image {:?}: not an image reference", args.image));
         }
-        if let Some(region) = &args.region {
-            problems.check(
-                "--region",
-                region,
-                region.parse::<passport_core::aws::Region>(),
-            );
+        match &args.region {
+            Some(region) => {
+                problems.check(
+                    "--region",
+                    region,
+                    region.parse::<passport_core::aws::Region>(),
+                );
+            }
+            None => problems.push(
+                "--region: required: the injected passport needs AWS_REGION for the regional STS endpoint, \
+                 and nothing else sets it for a role from a passport.dev annotation",
+            ),
         }
         if let (Some(c), Some(k), false) = (&cert, &key, self_managed)
             && let Err(e) = tls::load(c, k, &tls::provider())

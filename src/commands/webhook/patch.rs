@@ -103,33 +103,61 @@ fn name(v: &Value) -> Option<&str> {
     v.as_object()?.get("name")?.as_str()
 }
 
+/// Above this many cells (old × new elements, after the common ends are set aside) the
+/// middle of an array is not matched by LCS but removed and added element by element: still
+/// a correct, element-wise patch, in linear time and memory, so a pod with a huge array
+/// cannot make a review cost quadratic memory (8,000 env entries would take ~256 MB).
+const LCS_MAX_CELLS: usize = 1 << 16;
+
 fn arrays(a: &[Value], b: &[Value], path: &mut String, ops: &mut Vec<Op>) {
-    // Longest common subsequence of identities (arrays in pod specs are short).
     let (n, m) = (a.len(), b.len());
-    let mut table = vec![vec![0u32; m + 1]; n + 1];
-    for i in (0..n).rev() {
-        for j in (0..m).rev() {
-            table[i][j] = if same(&a[i], &b[j]) {
-                table[i + 1][j + 1] + 1
-            } else {
-                table[i + 1][j].max(table[i][j + 1])
-            };
-        }
-    }
     // matched[i] = Some(j): old element i becomes new element j.
     let mut matched = vec![None; n];
     let mut from_old = vec![None; m];
-    let (mut i, mut j) = (0, 0);
-    while i < n && j < m {
-        if same(&a[i], &b[j]) && table[i][j] == table[i + 1][j + 1] + 1 {
-            matched[i] = Some(j);
-            from_old[j] = Some(i);
-            i += 1;
-            j += 1;
-        } else if table[i + 1][j] >= table[i][j + 1] {
-            i += 1;
-        } else {
-            j += 1;
+    let mut pair = |i: usize, j: usize| {
+        matched[i] = Some(j);
+        from_old[j] = Some(i);
+    };
+    // Equal elements at both ends are kept as they are (inject prepends or appends, so the
+    // part left to match is usually tiny).
+    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let suffix = a[prefix..]
+        .iter()
+        .rev()
+        .zip(b[prefix..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    for k in 0..prefix {
+        pair(k, k);
+    }
+    for k in 0..suffix {
+        pair(n - 1 - k, m - 1 - k);
+    }
+    // The middle: longest common subsequence of identities, when it is small enough.
+    let (a_mid, b_mid) = (&a[prefix..n - suffix], &b[prefix..m - suffix]);
+    let (n_mid, m_mid) = (a_mid.len(), b_mid.len());
+    if (n_mid + 1).saturating_mul(m_mid + 1) <= LCS_MAX_CELLS {
+        let mut table = vec![vec![0u32; m_mid + 1]; n_mid + 1];
+        for i in (0..n_mid).rev() {
+            for j in (0..m_mid).rev() {
+                table[i][j] = if same(&a_mid[i], &b_mid[j]) {
+                    table[i + 1][j + 1] + 1
+                } else {
+                    table[i + 1][j].max(table[i][j + 1])
+                };
+            }
+        }
+        let (mut i, mut j) = (0, 0);
+        while i < n_mid && j < m_mid {
+            if same(&a_mid[i], &b_mid[j]) && table[i][j] == table[i + 1][j + 1] + 1 {
+                pair(prefix + i, prefix + j);
+                i += 1;
+                j += 1;
+            } else if table[i + 1][j] >= table[i][j + 1] {
+                i += 1;
+            } else {
+                j += 1;
+            }
         }
     }
     let len = path.len();
@@ -288,5 +316,30 @@ mod tests {
         let new = json!({"c": [{"name": "a", "image": "y"}, {"name": "b", "env": []}]});
         let ops = diff(&old, &new);
         assert_eq!(paths(&ops), ["replace /c/0/image", "add /c/1/env"]);
+    }
+
+    #[test]
+    fn huge_arrays_cost_linear_memory_and_still_patch_correctly() {
+        // 20,000 variables, one changed in the middle, one added in front: no quadratic
+        // table (the LCS would need 1.6 GB), and the patch is still element-wise and right.
+        let env: Vec<Value> = (0..20_000)
+            .map(|i| json!({"name": format!("V{i}"), "value": "x"}))
+            .collect();
+        let mut changed = env.clone();
+        changed[10_000] = json!({"name": "V10000", "value": "y"});
+        changed.insert(0, json!({"name": "FIRST", "value": "1"}));
+        let (old, new) = (json!({"env": env}), json!({"env": changed}));
+        let ops = diff(&old, &new);
+        assert_eq!(apply(&old, &ops), new);
+        assert!(
+            ops.iter().all(|o| o.path() != "/env"),
+            "never the whole array"
+        );
+        // Unrelated huge arrays (nothing in common at the ends) fall back to remove + add.
+        let a: Vec<Value> = (0..1_000).map(|i| json!(i)).collect();
+        let b: Vec<Value> = (0..1_000).map(|i| json!(-i - 1)).collect();
+        let (old, new) = (json!({"x": a}), json!({"x": b}));
+        let ops = diff(&old, &new);
+        assert_eq!(apply(&old, &ops), new);
     }
 }

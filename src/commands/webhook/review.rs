@@ -28,6 +28,22 @@ pub const CHAIN_ROLE_ANNOTATION: &str = "passport.dev/chain-role-arn";
 pub const COMPAT_ANNOTATION: &str = "passport.dev/compat";
 pub const SKIP_ANNOTATION: &str = "passport.dev/skip-containers";
 
+/// Whether the regular container `name` mounts passport's auth-token volume.
+fn mounts_auth_token(pod: &Value, name: &str) -> bool {
+    pod.pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| str_at(c, "/name") == Some(name))
+        .flat_map(|c| {
+            c.get("volumeMounts")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
+        .any(|m| str_at(m, "/name") == Some(inject::AUTH_VOLUME))
+}
+
 /// A review request, as much of it as a decision needs.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -363,6 +379,47 @@ pub fn decide(req: &Request, base: &inject::Options, sa: &SaLookup) -> Response 
                 .collect(),
         );
     }
+    // Reinvocation (the sidecar is already there): containers added since, by webhooks
+    // that ran after passport's (a mesh proxy, a log shipper), get no credentials; only the
+    // containers that already mount the auth token keep theirs.
+    let has_sidecar = ["/spec/initContainers", "/spec/containers"]
+        .iter()
+        .any(|list| {
+            req.object
+                .pointer(list)
+                .and_then(Value::as_array)
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| str_at(c, "/name") == Some(inject::CONTAINER_NAME))
+                })
+        });
+    if has_sidecar {
+        let mounted: Vec<String> = containers
+            .iter()
+            .filter(|name| mounts_auth_token(&req.object, name))
+            .cloned()
+            .collect();
+        let unmounted: Vec<&String> = containers
+            .iter()
+            .filter(|n| !mounted.contains(n))
+            .filter(|n| opts.containers.as_ref().is_none_or(|w| w.contains(n)))
+            .collect();
+        if !unmounted.is_empty() {
+            warnings.push(format!(
+                "passport: reinvoked: {} added after passport's injection get no credentials",
+                unmounted
+                    .iter()
+                    .map(|n| format!("{n:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let keep = |c: &String| mounted.contains(c);
+        opts.containers = Some(match opts.containers.take() {
+            Some(wanted) => wanted.into_iter().filter(keep).collect(),
+            None => mounted.clone(),
+        });
+    }
     if !problems.is_empty() {
         return Response::deny(
             req,
@@ -506,6 +563,37 @@ mod tests {
         let p: json_patch::Patch = serde_json::from_value(patch::to_json(&resp.patch)).unwrap();
         json_patch::patch(&mut doc, &p).unwrap();
         doc
+    }
+
+    /// A container another webhook added after passport's injection (a mesh proxy) is
+    /// left without credentials on reinvocation; the injected one keeps them.
+    #[test]
+    fn reinvocation_gives_no_credentials_to_containers_added_since() {
+        let (req, resp) = run(pod(on(), json!({})), &sa(ROLE));
+        let mut injected = apply(&req, &resp);
+        injected["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "istio-proxy", "image": "proxy:1"}));
+        // "log" was in the pod from the start, so it got the token the first time.
+        let (req, resp) = run(injected.clone(), &sa(ROLE));
+        assert!(resp.allowed, "{resp:?}");
+        let after = apply(&req, &resp);
+        let proxy = &after["spec"]["containers"][2];
+        assert_eq!(proxy["name"], "istio-proxy");
+        assert!(
+            proxy.get("env").is_none() && proxy.get("volumeMounts").is_none(),
+            "{proxy}"
+        );
+        assert!(
+            resp.warnings.iter().any(|w| w.contains("\"istio-proxy\"")),
+            "{:?}",
+            resp.warnings
+        );
+        assert_eq!(
+            after["spec"]["containers"][0],
+            injected["spec"]["containers"][0]
+        );
     }
 
     #[test]

@@ -26,6 +26,8 @@ use crate::commands::inject;
 /// Largest review body accepted: Kubernetes objects are at most about 1.5 MiB in etcd.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request body may take to arrive (the API server's own timeout is at most 5 s).
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Open connections at most (the API servers keep a few each; the rest are probes).
 pub const MAX_CONNECTIONS: usize = 1024;
@@ -137,9 +139,20 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     match (req.method(), path.as_str()) {
         (&Method::POST, "/mutate") => {
-            let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-                Ok(b) => b.to_bytes(),
+            // A slow body holds a connection slot: the API server sends a review at once,
+            // so anything slower than the handshake allowance is not one.
+            let read = tokio::time::timeout(
+                BODY_TIMEOUT,
+                Limited::new(req.into_body(), MAX_BODY).collect(),
+            )
+            .await;
+            let body = match read {
+                Ok(Ok(b)) => b.to_bytes(),
                 Err(_) => {
+                    state.metrics.bad_requests.fetch_add(1, Ordering::Relaxed);
+                    return json_error(StatusCode::REQUEST_TIMEOUT, "body not received in time");
+                }
+                Ok(Err(_)) => {
                     state.metrics.bad_requests.fetch_add(1, Ordering::Relaxed);
                     return json_error(
                         StatusCode::PAYLOAD_TOO_LARGE,
