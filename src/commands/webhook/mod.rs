@@ -263,6 +263,7 @@ async fn run(config: Config) -> ExitCode {
             client.clone(),
             settings.clone(),
             ca,
+            (config.cert.clone(), config.key.clone()),
             ready,
         ));
     }

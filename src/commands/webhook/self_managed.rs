@@ -27,6 +27,9 @@ pub const CA_NAME: &str = "passport-webhook-ca";
 const CA_DAYS: i64 = 3650;
 const SERVING_DAYS: i64 = 365;
 const RECHECK: Duration = Duration::from_secs(60);
+/// A long-running replica makes itself a new serving certificate this often, far inside
+/// its 365 days; the TLS acceptor picks the new pair up from the files.
+const RENEW_SERVING: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Where the CA lives and what to patch.
 #[derive(Debug, Clone)]
@@ -168,15 +171,29 @@ pub async fn patch_ca_bundle(
     Ok(stale.len())
 }
 
-/// Keep the caBundle set (every minute); `ready` turns true after the first success.
+/// Keep the caBundle set (every minute) and the serving pair at `files` fresh (every 30
+/// days); `ready` turns true after the first caBundle success.
 pub async fn keep_ca_bundle(
     client: kube::Client,
     s: Settings,
     ca: certs::Ca,
+    files: (std::path::PathBuf, std::path::PathBuf),
     ready: Arc<AtomicBool>,
 ) {
     let mut last_error: Option<String> = None;
+    let mut serving_made = tokio::time::Instant::now();
     loop {
+        if serving_made.elapsed() >= RENEW_SERVING {
+            match write_serving(&ca, &s, &files.0, &files.1) {
+                Ok(()) => {
+                    tracing::info!("serving certificate renewed");
+                    serving_made = tokio::time::Instant::now();
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot renew the serving certificate; retrying")
+                }
+            }
+        }
         match patch_ca_bundle(&client, &s, &ca).await {
             Ok(changed) => {
                 if changed > 0 {
