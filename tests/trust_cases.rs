@@ -191,6 +191,11 @@ async fn run_emulator(case: &Case<'_>, key: &Arc<SigningKey>) -> Result<(), Stri
         Err(e) => StsAnswer::error(e.code().unwrap_or("<none>"), e.message().unwrap_or("")),
     };
     emu.shutdown().await;
+    answered_as_expected(case, got)
+}
+
+/// The emulator's answer against the row's.
+fn answered_as_expected(case: &Case<'_>, got: StsAnswer) -> Result<(), String> {
     let want = case.expected_answer().unwrap();
     if got == want {
         Ok(())
@@ -479,12 +484,7 @@ async fn run_emulator_assume_role(case: &Case<'_>, key: &Arc<SigningKey>) -> Res
         Err(e) => StsAnswer::error(e.code().unwrap_or("<none>"), e.message().unwrap_or("")),
     };
     emu.shutdown().await;
-    let want = case.expected_answer().unwrap();
-    if got == want {
-        Ok(())
-    } else {
-        Err(format!("the emulator answered {got}, expected {want}"))
-    }
+    answered_as_expected(case, got)
 }
 
 fn run_check_assume_role(case: &Case<'_>) -> Result<(), String> {

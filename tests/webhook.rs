@@ -61,6 +61,13 @@ fn service_accounts() -> Fixed {
     )]))
 }
 
+/// The review was denied, and its message says `needle`.
+fn assert_denied(response: &Value, needle: &str) {
+    assert_eq!(response["allowed"], false, "{response}");
+    let message = response["status"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(needle), "{needle:?} not in {message:?}");
+}
+
 async fn start(sas: Arc<dyn ServiceAccounts>) -> Webhook {
     let dir = tempfile::tempdir().unwrap();
     let ca = certs::new_ca("test CA", 1).unwrap();
@@ -261,25 +268,11 @@ async fn unlabelled_pods_are_untouched_and_host_network_is_denied() {
 
     let mut p = pod(true, "app");
     p["spec"]["hostNetwork"] = json!(true);
-    let response = mutate(&w, &p).await;
-    assert_eq!(response["allowed"], false);
-    assert!(
-        response["status"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("hostNetwork")
-    );
+    assert_denied(&mutate(&w, &p).await, "hostNetwork");
 
     let mut p = pod(true, "app");
     p["metadata"]["annotations"] = json!({SKIP_ANNOTATION: "app", "passport.dev/compat": "nope"});
-    let response = mutate(&w, &p).await;
-    assert_eq!(response["allowed"], false);
-    assert!(
-        response["status"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("passport.dev/compat \"nope\"")
-    );
+    assert_denied(&mutate(&w, &p).await, "passport.dev/compat \"nope\"");
 }
 
 #[tokio::test]
