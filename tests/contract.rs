@@ -109,7 +109,22 @@ async fn sidecar(setup: Setup) -> Running {
             builder.imds(false).no_wait()
         }
     };
-    builder.run(Shutdown::PROMPT).await
+    let running = builder.run(Shutdown::PROMPT).await;
+    if let Setup::StsDown = setup {
+        // The row is about a refusal already seen: wait (start-up poll, with a deadline)
+        // until the refresher has published it, instead of racing its first attempt.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !String::from_utf8_lossy(&running.shared.snapshot.load().unavailable_body)
+            .contains("CredentialsUnavailable")
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the STS refusal was never published"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+    running
 }
 
 async fn imds_token(r: &Running) -> String {
