@@ -8,6 +8,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::{App, Body, METHOD_NOT_ALLOWED, NOT_FOUND, error, json};
 use crate::aws::RoleName;
+use crate::credentials::Served;
 use crate::metrics::RoleView;
 use crate::refresh::Shared;
 
@@ -22,21 +23,21 @@ fn roles(app: &App) -> Vec<(&str, &Shared)> {
         .collect()
 }
 
+/// A ready role in `/readyz`: `{"status":"ready","expiration":...}`.
+fn ready(served: &Served) -> serde_json::Value {
+    serde_json::json!({
+        "status": "ready",
+        "expiration": crate::clock::format_rfc3339_seconds(served.expiration),
+    })
+}
+
 /// Ready when every role has servable credentials: the application starts once all the
 /// roles it may use are there. With extra roles the body lists each one.
 fn readyz(app: &App) -> Response<Body> {
-    let shared = &app.shared;
-    let snapshot = shared.snapshot.load();
-    let served = snapshot.current(&*shared.clock);
     if app.extra.is_empty() {
-        return match served {
-            Some(served) => {
-                let body = serde_json::json!({
-                    "status": "ready",
-                    "expiration": crate::clock::format_rfc3339_seconds(served.expiration),
-                });
-                json(StatusCode::OK, Bytes::from(body.to_string()))
-            }
+        let snapshot = app.shared.snapshot.load();
+        return match snapshot.current(&*app.shared.clock) {
+            Some(served) => json(StatusCode::OK, Bytes::from(ready(served).to_string())),
             None => json(
                 StatusCode::SERVICE_UNAVAILABLE,
                 snapshot.unavailable_body.clone(),
@@ -48,10 +49,7 @@ fn readyz(app: &App) -> Response<Body> {
     for (name, shared) in roles(app) {
         let snapshot = shared.snapshot.load();
         let status = match snapshot.current(&*shared.clock) {
-            Some(served) => serde_json::json!({
-                "status": "ready",
-                "expiration": crate::clock::format_rfc3339_seconds(served.expiration),
-            }),
+            Some(served) => ready(served),
             None => {
                 let why: serde_json::Value =
                     serde_json::from_slice(&snapshot.unavailable_body).unwrap_or_default();
@@ -64,12 +62,10 @@ fn readyz(app: &App) -> Response<Body> {
         };
         statuses.insert(name.to_owned(), status);
     }
-    if let (Some(served), true) = (served, not_ready.is_empty()) {
-        let body = serde_json::json!({
-            "status": "ready",
-            "expiration": crate::clock::format_rfc3339_seconds(served.expiration),
-            "roles": statuses,
-        });
+    if not_ready.is_empty() {
+        // The default role's own fields at the top, as without extra roles, then all of them.
+        let mut body = statuses[RoleName::DEFAULT].clone();
+        body["roles"] = statuses.into();
         return json(StatusCode::OK, Bytes::from(body.to_string()));
     }
     let body = serde_json::json!({
