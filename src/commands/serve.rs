@@ -263,10 +263,9 @@ impl ServeConfig {
             .into_iter()
             .map(|role| ExtraRole {
                 refresh: if role.chain {
-                    let mut chain = chain_options.clone().expect("validated for chained roles");
-                    chain.role_arn = role.arn;
+                    let options = chain_options.as_ref().expect("validated for chained roles");
                     RefreshSettings {
-                        chain: Some(chain),
+                        chain: Some(options.for_role(role.arn)),
                         ..sts.refresh.clone()
                     }
                 } else {

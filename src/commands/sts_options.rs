@@ -99,23 +99,45 @@ pub struct ChainArgs {
     pub session_policy_arns: Vec<String>,
 }
 
+/// The second hop's options, for whichever role is chained into: --chain-role-arn's, or
+/// each `--extra-role NAME=ARN,chain`'s.
+#[derive(Debug, Clone)]
+pub struct ChainOptions {
+    pub session_name: SessionName,
+    pub duration_seconds: u32,
+    pub external_id: Option<ExternalId>,
+    pub tags: Vec<(String, String)>,
+    pub transitive_tag_keys: Vec<String>,
+    pub policy: Option<String>,
+    pub policy_arns: Vec<String>,
+}
+
+impl ChainOptions {
+    /// The chain into `role_arn` with these options.
+    pub fn for_role(&self, role_arn: RoleArn) -> ChainSettings {
+        ChainSettings {
+            role_arn,
+            session_name: self.session_name.clone(),
+            duration_seconds: self.duration_seconds,
+            external_id: self.external_id.clone(),
+            tags: self.tags.clone(),
+            transitive_tag_keys: self.transitive_tag_keys.clone(),
+            policy: self.policy.clone(),
+            policy_arns: self.policy_arns.clone(),
+        }
+    }
+}
+
 impl ChainArgs {
-    /// The chain options, validated. `None` inside without --chain-role-arn and without
-    /// `extra_chained` (chained extra roles: then no chain-only flag may be set either).
-    /// Without --chain-role-arn but with `extra_chained`, the options are returned with
-    /// `first_hop` as a placeholder role, which each extra role replaces with its own.
+    /// The chain options, validated when some role is chained into (`chained`); `None`
+    /// inside otherwise, and then no chain-only flag may be set.
     fn validate(
         &self,
         session_name: Option<&SessionName>,
-        extra_chained: Option<&RoleArn>,
+        chained: bool,
         problems: &mut ConfigErrors,
-    ) -> Option<Option<ChainSettings>> {
-        let role_arn = match (&self.chain_role_arn, extra_chained) {
-            (Some(arn), _) => problems.check("--chain-role-arn", arn, arn.parse::<RoleArn>()),
-            (None, Some(first_hop)) => Some(first_hop.clone()),
-            (None, None) => None,
-        };
-        if self.chain_role_arn.is_none() && extra_chained.is_none() {
+    ) -> Option<Option<ChainOptions>> {
+        if !chained {
             let stray = [
                 ("--external-id", self.external_id.is_some()),
                 ("--external-id-file", self.external_id_file.is_some()),
@@ -202,8 +224,7 @@ impl ChainArgs {
                 ));
             }
         }
-        Some(Some(ChainSettings {
-            role_arn: role_arn?,
+        Some(Some(ChainOptions {
             session_name: chain_name?,
             duration_seconds: duration?,
             external_id: external_id?,
@@ -267,15 +288,15 @@ impl StsConfig {
         Self::from_args_with_extra_chains(args, env, false, problems).map(|(config, _)| config)
     }
 
-    /// [`StsConfig::from_args`] for `serve` with extra roles: when `extra_chained` (some
-    /// `--extra-role NAME=ARN,chain`), also the chain options those roles use, validated
-    /// even without --chain-role-arn; their `role_arn` is a placeholder to replace.
+    /// [`StsConfig::from_args`] for `serve` with extra roles: also the chain options, which
+    /// are validated when `extra_chained` (some `--extra-role NAME=ARN,chain`) even without
+    /// --chain-role-arn.
     pub fn from_args_with_extra_chains(
         args: &StsArgs,
         env: env::Lookup<'_>,
         extra_chained: bool,
         problems: &mut ConfigErrors,
-    ) -> Option<(Self, Option<ChainSettings>)> {
+    ) -> Option<(Self, Option<ChainOptions>)> {
         let role_arn = match &args.role_arn {
             None => {
                 problems.push("--role-arn (AWS_ROLE_ARN) is required");
@@ -311,23 +332,24 @@ impl StsConfig {
             args::number_in(raw, 900, 43_200)
         });
         let timeout = problems.parse("--sts-timeout", &args.sts_timeout, args::duration);
-        // Replaced by each chained extra role's own ARN; any valid ARN does (even when
-        // --role-arn itself is wrong and reported as such).
-        let placeholder: Option<RoleArn> = extra_chained.then(|| {
-            role_arn.clone().unwrap_or_else(|| {
-                "arn:aws:iam::000000000000:role/placeholder"
-                    .parse()
-                    .expect("a valid ARN")
-            })
-        });
-        let chain = args
-            .chain
-            .validate(session_name.as_ref(), placeholder.as_ref(), problems);
-        let chain_options = chain.clone().flatten();
-        let chain = match (&args.chain.chain_role_arn, chain) {
-            (None, Some(_)) => Some(None),
-            (_, chain) => chain,
+        let chain_role = match &args.chain.chain_role_arn {
+            None => Some(None),
+            Some(arn) => problems
+                .check("--chain-role-arn", arn, arn.parse::<RoleArn>())
+                .map(Some),
         };
+        let chain_options = args.chain.validate(
+            session_name.as_ref(),
+            args.chain.chain_role_arn.is_some() || extra_chained,
+            problems,
+        );
+        let (chain_role, chain_options) = (chain_role?, chain_options?);
+        let chain = chain_role.map(|arn| {
+            chain_options
+                .as_ref()
+                .expect("validated with --chain-role-arn")
+                .for_role(arn)
+        });
         let config = StsConfig {
             refresh: RefreshSettings {
                 role_arn: role_arn?,
@@ -335,7 +357,7 @@ impl StsConfig {
                 duration_seconds: duration? as u32,
                 token_file: args.token_file.clone(),
                 attempt_timeout: timeout?,
-                chain: chain?,
+                chain,
             },
             sts: StsSettings {
                 region: region?,
