@@ -13,6 +13,7 @@
 //! Switching UIDs needs root (CI is): elsewhere the test says so on stderr and returns,
 //! and under CI=true it fails.
 
+mod common;
 use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -54,19 +55,10 @@ fn serve(dir: &Path, groups: &str, mode_override: Option<&str>) -> Child {
     } else {
         cmd.arg(format!("--groups={groups}"));
     }
-    cmd.arg("--").arg(env!("CARGO_BIN_EXE_passport")).args([
-        "serve",
-        "--role-arn",
-        "arn:aws:iam::111122223333:role/app",
-        "--region",
-        "us-east-1",
-        "--sts-endpoint",
-        "http://127.0.0.1:9",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "off",
-    ]);
+    cmd.arg("--")
+        .arg(env!("CARGO_BIN_EXE_passport"))
+        .args(common::SERVE_WITHOUT_STS)
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "off"]);
     cmd.env_clear();
     for (k, v) in sidecar_env() {
         cmd.env(k, v);

@@ -3,17 +3,12 @@
 //! reason, and check, after waiting, reports that reason from inside the "pod" instead of
 //! hanging (what the check Job relies on).
 
-use std::net::TcpListener;
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{SERVE_WITHOUT_STS, free_port};
 
 struct Serve {
     child: Child,
@@ -40,19 +35,8 @@ fn serve_without_credentials() -> Serve {
         format!("127.0.0.1:{}", free_port()),
     );
     let child = Command::new(env!("CARGO_BIN_EXE_passport"))
-        .args([
-            "serve",
-            "--role-arn",
-            "arn:aws:iam::111122223333:role/app",
-            "--region",
-            "us-east-1",
-            "--sts-endpoint",
-            "http://127.0.0.1:9",
-            "--listen",
-            &listen,
-            "--admin-listen",
-            &admin,
-        ])
+        .args(SERVE_WITHOUT_STS)
+        .args(["--listen", &listen, "--admin-listen", &admin])
         .env_clear()
         .env("PASSPORT_AUTH_TOKEN_FILE", &token_file)
         .env("AWS_WEB_IDENTITY_TOKEN_FILE", dir.path().join("jwt"))

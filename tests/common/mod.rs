@@ -24,6 +24,27 @@ use passport_core::sts::{AssumeRoleRequest, BoxFuture, CredentialSource, ErrorCl
 use tokio_util::sync::CancellationToken;
 
 pub const ROLE_ARN: &str = "arn:aws:iam::111122223333:role/app";
+
+/// `passport serve` for a role, with an STS that refuses every connection (port 9): for
+/// tests of what passport does before, or without, credentials. Add listeners and files.
+pub const SERVE_WITHOUT_STS: [&str; 7] = [
+    "serve",
+    "--role-arn",
+    ROLE_ARN,
+    "--region",
+    "us-east-1",
+    "--sts-endpoint",
+    "http://127.0.0.1:9",
+];
+
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
 /// 2026-01-01T00:00:00Z
 pub const START: u64 = 1_767_225_600;
 
