@@ -107,21 +107,10 @@ pub async fn ca(client: &kube::Client, s: &Settings) -> Result<certs::Ca, String
     }
 }
 
-/// Write `pem` to `path` atomically (a temporary file renamed into place).
+/// Write `pem` to `path` atomically with exactly `mode` (the project's one atomic write).
 fn write(path: &Path, pem: &str, mode: u32) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    f.write_all(pem.as_bytes())
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    passport_core::fs::write_atomic(path, pem.as_bytes(), mode)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Make this replica's serving certificate and write the pair.
