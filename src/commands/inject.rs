@@ -363,7 +363,7 @@ impl Options {
 }
 
 /// An image reference as Kubernetes takes it: printable ASCII, no whitespace.
-fn image_reference(image: &str) -> Result<(), &'static str> {
+pub fn image_reference(image: &str) -> Result<(), &'static str> {
     if image.is_empty() {
         return Err("empty");
     }

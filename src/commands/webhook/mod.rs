@@ -165,8 +165,8 @@ impl Config {
         {
             problems.push(format!("--kubeconfig {}: not a readable file", k.display()));
         }
-        if args.image.trim().is_empty() || args.image.chars().any(char::is_whitespace) {
-            problems.push(format!("--image {:?}: not an image reference", args.image));
+        if let Err(why) = inject::image_reference(&args.image) {
+            problems.push(format!("--image {:?}: {why}", args.image));
         }
         match &args.region {
             Some(region) => {
