@@ -91,20 +91,6 @@ impl Metrics {
             .position(|s| *s == status)
             .map_or(0, |i| self.requests[i].load(Relaxed))
     }
-
-    /// Render the Prometheus text exposition format for a single role named `default`.
-    /// `seconds_until_expiry` and `ready` are read from the live snapshot by the caller.
-    pub fn render(&self, seconds_until_expiry: Option<f64>, ready: bool) -> String {
-        render(
-            &[RoleView {
-                name: crate::aws::RoleName::DEFAULT,
-                metrics: self,
-                seconds_until_expiry,
-                ready,
-            }],
-            self,
-        )
-    }
 }
 
 /// What `/metrics` shows of one served role: its own refresh counters and latency, and
@@ -266,7 +252,15 @@ mod tests {
         m.record_request(200);
         m.record_request(200);
         m.record_request(418);
-        let text = m.render(Some(1799.6), true);
+        let text = render(
+            &[RoleView {
+                name: "default",
+                metrics: &m,
+                seconds_until_expiry: Some(1799.6),
+                ready: true,
+            }],
+            &m,
+        );
         assert!(
             text.contains(
                 "passport_refresh_total{role=\"default\",outcome=\"success\",code=\"\"} 1"
