@@ -5,8 +5,8 @@
 //! `Retry-After` when nothing valid can be served. Query strings are ignored.
 //!
 //! `GET /v1/credentials/NAME` is the same for the `--extra-role` named NAME (404 for a
-//! name that is not served, answered only after the token is checked, so the role names
-//! are not public either).
+//! name that is not served, answered only after the token is checked). The unauthenticated
+//! listener serves the default role only.
 
 use std::sync::LazyLock;
 
@@ -69,15 +69,11 @@ pub fn handle<B>(app: &App, role: Option<&str>, req: &Request<B>) -> Response<Bo
 /// The same answer without client authentication: the `--relative-uri-listen` listener
 /// (ECS-style RELATIVE_URI clients never send a token). An `Authorization` header, if a
 /// client sends one anyway, is ignored.
-pub fn handle_unauthenticated<B>(
-    app: &App,
-    role: Option<&str>,
-    req: &Request<B>,
-) -> Response<Body> {
+pub fn handle_unauthenticated<B>(app: &App, req: &Request<B>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return error(StatusCode::METHOD_NOT_ALLOWED, &METHOD_NOT_ALLOWED);
     }
-    serve(app, role)
+    serve(app, None)
 }
 
 fn serve(app: &App, role: Option<&str>) -> Response<Body> {

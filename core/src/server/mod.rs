@@ -356,7 +356,7 @@ fn dispatch(app: &App, route: Route, req: Request<Incoming>) -> Response<Body> {
             } else if req.uri().path() == container::PATH {
                 // The default role only: extra roles are served behind the auth token alone,
                 // and their names are not answered here either.
-                container::handle_unauthenticated(app, None, &req)
+                container::handle_unauthenticated(app, &req)
             } else {
                 error(StatusCode::NOT_FOUND, &NOT_FOUND)
             }
