@@ -281,19 +281,13 @@ impl Options {
         {
             problems.push(format!("--chain-role-arn {arn:?}: {why}"));
         }
-        let mut extra_roles: Vec<(String, String)> = Vec::new();
-        for raw in &args.extra_roles {
-            match super::serve::extra_role(raw) {
-                Ok(role) if extra_roles.iter().any(|(n, _)| *n == role.name.as_str()) => {
-                    problems.push(format!(
-                        "--extra-role {}: the name is given twice",
-                        role.name
-                    ));
-                }
-                Ok(role) => extra_roles.push((role.name.to_string(), role.to_string())),
-                Err(why) => problems.push(format!("--extra-role {raw:?}: {why}")),
-            }
-        }
+        let mut role_problems = crate::args::ConfigErrors::default();
+        let extra_roles: Vec<(String, String)> =
+            super::serve::extra_roles(&args.extra_roles, &mut role_problems)
+                .iter()
+                .map(|role| (role.name.to_string(), role.to_string()))
+                .collect();
+        problems.extend(role_problems.0);
         let mut container_roles = BTreeMap::new();
         for raw in &args.container_roles {
             let Some((container, role)) = raw.split_once('=') else {

@@ -135,20 +135,7 @@ impl AuthTokenSource {
 impl ServeConfig {
     pub fn from_args(args: &ServeArgs, env: env::Lookup<'_>) -> Result<Self, ConfigErrors> {
         let mut problems = ConfigErrors::default();
-        let extra_roles: Vec<ExtraRoleArg> = args
-            .extra_roles
-            .iter()
-            .filter(|raw| !raw.is_empty())
-            .filter_map(|raw| problems.parse("--extra-role", raw, extra_role))
-            .collect();
-        for (i, role) in extra_roles.iter().enumerate() {
-            if extra_roles[..i].iter().any(|r| r.name == role.name) {
-                problems.push(format!(
-                    "--extra-role {}: the name is given twice; each role needs its own",
-                    role.name
-                ));
-            }
-        }
+        let extra_roles = extra_roles(&args.extra_roles, &mut problems);
         let extra_chained = extra_roles.iter().any(|r| r.chain);
         let sts =
             StsConfig::from_args_with_extra_chains(&args.sts, env, extra_chained, &mut problems);
@@ -335,8 +322,27 @@ impl std::fmt::Display for ExtraRoleArg {
     }
 }
 
+/// Every `--extra-role` (serve's, and inject's, which passes them on), parsed; bad ones and
+/// repeated names are problems.
+pub fn extra_roles(raws: &[String], problems: &mut ConfigErrors) -> Vec<ExtraRoleArg> {
+    let roles: Vec<ExtraRoleArg> = raws
+        .iter()
+        .filter(|raw| !raw.is_empty())
+        .filter_map(|raw| problems.parse("--extra-role", raw, extra_role))
+        .collect();
+    for (i, role) in roles.iter().enumerate() {
+        if roles[..i].iter().any(|r| r.name == role.name) {
+            problems.push(format!(
+                "--extra-role {}: the name is given twice; each role needs its own",
+                role.name
+            ));
+        }
+    }
+    roles
+}
+
 /// `NAME=ARN` or `NAME=ARN,chain`.
-pub fn extra_role(raw: &str) -> Result<ExtraRoleArg, String> {
+fn extra_role(raw: &str) -> Result<ExtraRoleArg, String> {
     const SHAPE: &str = "expected NAME=ARN or NAME=ARN,chain";
     let (name, rest) = raw.split_once('=').ok_or(SHAPE)?;
     let (arn, chain) = match rest.split_once(',') {
